@@ -1,0 +1,1 @@
+"""PAS Portal migration engine: framework-free (no Django), see ports.py."""
