@@ -1,0 +1,77 @@
+"""Create the demo project and one demo user per role, printing their passwords.
+
+Passwords are generated on first creation and kept in ``var/demo-credentials.json``
+(mode 0600, development only) so later runs can print them again; the database
+keeps only hashes. Refused when PAS_ENV=production.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from governance.models import MigrationProject
+from governance.roles import Role
+from governance.services import membership_grant, project_create, role_groups_ensure
+
+DEMO_PROJECT = {"name": "Demo Trust PAS migration", "slug": "demo", "ods_code": "RXX"}
+USERNAMES = {
+    Role.DM_ENGINEER: "dm.engineer",
+    Role.DATA_STEWARD: "steward",
+    Role.MIGRATION_LEAD: "migration.lead",
+    Role.IG_LEAD: "ig.lead",
+    Role.CLINICAL_SAFETY_OFFICER: "safety.officer",
+    Role.AUDITOR: "auditor",
+    Role.VIEWER: "viewer",
+}
+# A second steward so four-eyes review can be shown in the demo.
+EXTRA = [("steward2", Role.DATA_STEWARD)]
+
+
+class Command(BaseCommand):
+    help = "Create the demo project and one user per role (development only)."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if settings.PRODUCTION:
+            raise CommandError("seed_demo is for development only", returncode=2)
+        path = settings.VAR_DIR / "demo-credentials.json"
+        stored: dict[str, str] = {}
+        if path.exists():
+            stored = json.loads(path.read_text(encoding="utf-8"))
+        User = get_user_model()
+        with transaction.atomic():
+            role_groups_ensure()
+            project = MigrationProject.objects.filter(slug=DEMO_PROJECT["slug"]).first()
+            if project is None:
+                project = project_create(actor="seed_demo", **DEMO_PROJECT)
+            people = [(name, role) for role, name in USERNAMES.items()] + EXTRA
+            for username, role in people:
+                user = User.objects.filter(username=username).first()
+                if user is None or username not in stored:
+                    password = secrets.token_urlsafe(12)
+                    if user is None:
+                        user = User.objects.create_user(
+                            username=username, password=password
+                        )
+                    else:
+                        user.set_password(password)
+                    # DM engineers configure connectors in the Django admin.
+                    user.is_staff = role == Role.DM_ENGINEER
+                    user.save()
+                    stored[username] = password
+                membership_grant(
+                    actor="seed_demo", project=project, user=user, role=role
+                )
+        settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(stored, indent=2), encoding="utf-8")
+        path.chmod(0o600)
+        self.stdout.write(f"Demo project: {project.name}")
+        self.stdout.write("Demo users (username / password / role):")
+        for username, role in [(n, r) for r, n in USERNAMES.items()] + EXTRA:
+            self.stdout.write(f"  {username:<16} {stored[username]:<18} {role}")

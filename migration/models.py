@@ -1,0 +1,3 @@
+"""Migration models (snapshots, mappings, contracts, runs) — see the issues for each."""
+
+from __future__ import annotations

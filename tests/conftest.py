@@ -1,0 +1,94 @@
+"""Shared persona fixtures: every permission path is tested with these people.
+
+Two projects; on ``project``: the mapping author (steward), a second steward,
+a DM engineer, a migration lead, an IG lead, a clinical safety officer, an
+auditor and a viewer; ``other_steward`` is a steward of ``other_project`` only;
+``outsider`` belongs to nothing. Fixtures that need Django use the ``db``
+fixture, so this file is harmless in the framework-free ``-p no:django`` pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+try:  # the engine pass runs with -p no:django and must not import Django
+    import pytest_django  # noqa: F401
+
+    HAVE_DJANGO = True
+except ImportError:  # pragma: no cover
+    HAVE_DJANGO = False
+
+
+if HAVE_DJANGO:
+
+    @pytest.fixture
+    def make_user(db: Any) -> Any:
+        from django.contrib.auth import get_user_model
+
+        def _make(username: str, **extra: Any) -> Any:
+            return get_user_model().objects.create_user(
+                username=username, password="pw-" + username, **extra
+            )
+
+        return _make
+
+    @pytest.fixture
+    def project(db: Any) -> Any:
+        from governance.services import project_create
+
+        return project_create(actor="tests", name="Trust A migration", slug="trust-a")
+
+    @pytest.fixture
+    def other_project(db: Any) -> Any:
+        from governance.services import project_create
+
+        return project_create(actor="tests", name="Trust B migration", slug="trust-b")
+
+    def _member(make_user: Any, project: Any, username: str, role: str) -> Any:
+        from governance.services import membership_grant
+
+        user = make_user(username, is_staff=(role == "dm_engineer"))
+        membership_grant(actor="tests", project=project, user=user, role=role)
+        return user
+
+    @pytest.fixture
+    def steward(make_user: Any, project: Any) -> Any:
+        return _member(make_user, project, "steward.author", "data_steward")
+
+    @pytest.fixture
+    def steward2(make_user: Any, project: Any) -> Any:
+        return _member(make_user, project, "steward.second", "data_steward")
+
+    @pytest.fixture
+    def other_steward(make_user: Any, other_project: Any) -> Any:
+        return _member(make_user, other_project, "steward.other", "data_steward")
+
+    @pytest.fixture
+    def dm_engineer(make_user: Any, project: Any) -> Any:
+        return _member(make_user, project, "dm.engineer", "dm_engineer")
+
+    @pytest.fixture
+    def migration_lead(make_user: Any, project: Any) -> Any:
+        return _member(make_user, project, "migration.lead", "migration_lead")
+
+    @pytest.fixture
+    def ig_lead(make_user: Any, project: Any) -> Any:
+        return _member(make_user, project, "ig.lead", "ig_lead")
+
+    @pytest.fixture
+    def safety_officer(make_user: Any, project: Any) -> Any:
+        return _member(make_user, project, "safety.officer", "clinical_safety_officer")
+
+    @pytest.fixture
+    def auditor(make_user: Any, project: Any) -> Any:
+        return _member(make_user, project, "auditor", "auditor")
+
+    @pytest.fixture
+    def viewer(make_user: Any, project: Any) -> Any:
+        return _member(make_user, project, "viewer", "viewer")
+
+    @pytest.fixture
+    def outsider(make_user: Any) -> Any:
+        return make_user("outsider")
