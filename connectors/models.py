@@ -1,0 +1,3 @@
+"""Connector models."""
+
+from __future__ import annotations
