@@ -231,6 +231,21 @@ if PRODUCTION:
 
 # --- task queue (django-q2) -------------------------------------------------
 PAS_REDIS_URL = env_url("PAS_REDIS_URL", ("redis", "rediss"))
+# A cache every process shares: django-q2 publishes cluster stats through it,
+# which is how /healthz in the web process sees the worker cluster.
+CACHES = {
+    "default": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": PAS_REDIS_URL,
+        }
+        if PAS_REDIS_URL
+        else {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "pasportal_cache",
+        }
+    )
+}
 _Q_TIMEOUT = env_int("PAS_Q_TIMEOUT", 3600, minimum=10)
 _Q_RETRY = env_int("PAS_Q_RETRY", _Q_TIMEOUT + 120, minimum=11)
 if _Q_RETRY <= _Q_TIMEOUT:

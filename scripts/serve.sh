@@ -10,12 +10,20 @@ VAR=${PAS_VAR_DIR:-var}
 
 $PY manage.py seed_demo
 if [ ! -f "$VAR/legacy/manifest.json" ] && $PY manage.py help make_legacy_pas >/dev/null 2>&1; then
-  $PY manage.py make_legacy_pas --patients 2000 --seed 42 --defect-rate 0.02 --out "$VAR/legacy"
+  $PY manage.py make_legacy_pas --patients "${PAS_DEMO_PATIENTS:-2000}" --seed 42 --defect-rate 0.02 --out "$VAR/legacy"
 fi
 
 $PY manage.py qcluster &
 QPID=$!
-trap 'kill $QPID 2>/dev/null || true; wait $QPID 2>/dev/null || true' EXIT INT TERM
+stop_cluster() {
+  # Give the cluster 15 s to finish its current task, then stop it hard:
+  # a killed run resumes from its checkpoint, so nothing is lost.
+  kill "$QPID" 2>/dev/null || return 0
+  for _ in $(seq 1 30); do kill -0 "$QPID" 2>/dev/null || return 0; sleep 0.5; done
+  pkill -9 -P "$QPID" 2>/dev/null || true
+  kill -9 "$QPID" 2>/dev/null || true
+}
+trap stop_cluster EXIT INT TERM
 
 echo
 echo "PAS Portal is starting at http://$HOST:$PORT/  (health: http://$HOST:$PORT/healthz)"
