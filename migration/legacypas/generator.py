@@ -636,7 +636,12 @@ class _BatchBuilder:
                     kinds.append("death_not_recorded")
                 if p is not None and p.defect is None and p.disch - p.adm >= 2:
                     kinds.append("spell_overlap")
-            type_ = rnd.choice(kinds)
+            # Overlap needs a suitable earlier spell, which few rows have:
+            # prefer it when possible so every type shows up at small N.
+            if kinds[-1] == "spell_overlap" and rnd.random() < 0.5:
+                type_ = "spell_overlap"
+            else:
+                type_ = rnd.choice(kinds)
             column = {
                 "orphan_patient": "PAADM_PAPMI_DR",
                 "unknown_local_code": "PAADM_AdmMethod",
@@ -704,6 +709,10 @@ class _BatchBuilder:
                 continue
             p = w.prev
             if p is None:
+                # Most stays are first stays; skip some so overlaps (which need
+                # a second stay) get a fair share.
+                if rnd.random() < 0.6:
+                    continue
                 type_ = "ward_stay_outside_spell"
                 w.start = w.spell.adm - rnd.randint(1, 3)
             elif p.defect is None and p.end is not None and p.end - p.start >= 2:
