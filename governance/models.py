@@ -109,3 +109,172 @@ class AuditChainHead(models.Model):
 
     def __str__(self) -> str:
         return f"audit head #{self.seq}"
+
+
+# --- gates, waivers, sign-offs (built on migration runs; lazy references) ------
+
+
+class CheckStatus(models.TextChoices):
+    PASS = "PASS", "Pass"
+    PASS_WITH_VIOLATIONS = "PASS_WITH_VIOLATIONS", "Pass with violations"
+    FAIL = "FAIL", "Fail"
+    NOT_APPLICABLE = "NOT_APPLICABLE", "Not applicable"
+    ERROR = "ERROR", "Error"
+
+
+class GateEvaluation(models.Model):
+    """A gate profile evaluated against a run's stored results."""
+
+    run = models.ForeignKey(
+        "migration.Run", on_delete=models.CASCADE, related_name="gates"
+    )
+    profile = models.CharField(max_length=32)
+    profile_version = models.CharField(max_length=40)
+    status = models.CharField(max_length=24, choices=CheckStatus.choices)
+    reasons = models.JSONField(default=list, blank=True)  # e.g. missing sign-offs
+    evaluated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    evaluated_at = models.DateTimeField(auto_now_add=True)
+    result = models.JSONField(default=dict, blank=True)  # the engine's GateResult
+
+    class Meta:
+        ordering = ["-evaluated_at"]
+
+    def __str__(self) -> str:
+        return f"{self.profile} on run {self.run_id}: {self.status}"
+
+
+class CheckResult(models.Model):
+    evaluation = models.ForeignKey(
+        GateEvaluation, on_delete=models.CASCADE, related_name="checks"
+    )
+    check_id = models.CharField(max_length=80)
+    name = models.CharField(max_length=200)
+    category = models.CharField(max_length=20)  # conformance/completeness/plausibility
+    severity = models.CharField(max_length=20)  # fatal/convention/characterisation
+    target_table = models.CharField(max_length=80, blank=True)
+    numerator = models.BigIntegerField(null=True)
+    denominator = models.BigIntegerField(null=True)
+    threshold = models.JSONField(
+        default=dict, blank=True
+    )  # {"percent": 1.0} / {"count": 0}
+    status = models.CharField(max_length=24, choices=CheckStatus.choices)
+    waiver = models.ForeignKey(
+        "governance.Waiver",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["evaluation", "check_id", "target_table"]
+
+    def __str__(self) -> str:
+        return f"{self.check_id} {self.status}"
+
+
+class Waiver(models.Model):
+    """A time-limited, approved exception to a non-fatal check (resolution policy)."""
+
+    project = models.ForeignKey(
+        MigrationProject, on_delete=models.CASCADE, related_name="waivers"
+    )
+    check_id = models.CharField(max_length=80)
+    target_table = models.CharField(max_length=80, blank=True)
+    profile = models.CharField(max_length=32)
+    reason = models.TextField()
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    approver = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    approved_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"waiver {self.check_id} ({self.profile})"
+
+
+class SignOffDecision(models.TextChoices):
+    APPROVE = "approve", "Approve"
+    REJECT = "reject", "Reject"
+
+
+class SignOff(models.Model):
+    """A named person's decision in one role, bound to a run and its contract hash."""
+
+    run = models.ForeignKey(
+        "migration.Run", on_delete=models.CASCADE, related_name="signoffs"
+    )
+    contract_sha256 = models.CharField(max_length=64)
+    profile = models.CharField(max_length=32)
+    role = models.CharField(max_length=32, choices=Role.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    decision = models.CharField(max_length=16, choices=SignOffDecision.choices)
+    comment = models.TextField(blank=True)
+    signed_at = models.DateTimeField(auto_now_add=True)
+    voided_at = models.DateTimeField(null=True, blank=True)
+    void_reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["run", "role"]
+        constraints = [
+            # One live sign-off per role per run; one person cannot fill two roles.
+            models.UniqueConstraint(
+                fields=["run", "profile", "role"],
+                condition=models.Q(voided_at__isnull=True),
+                name="uniq_live_signoff_role",
+            ),
+            models.UniqueConstraint(
+                fields=["run", "profile", "user"],
+                condition=models.Q(voided_at__isnull=True),
+                name="uniq_live_signoff_person",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} {self.decision} run {self.run_id}"
+
+
+class EvidenceExport(models.Model):
+    """A record of an evidence bundle built for a run (the file lives on disk)."""
+
+    run = models.ForeignKey(
+        "migration.Run", on_delete=models.CASCADE, related_name="exports"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    path = models.CharField(max_length=500)
+    sha256 = models.CharField(max_length=64)
+    manifest = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"evidence for run {self.run_id}"
