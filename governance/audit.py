@@ -302,3 +302,42 @@ def verify_database(head_file: Path | None = None) -> ChainVerdict:
         key=settings.PAS_AUDIT_KEY,
         heads=[db_head, read_head(head_file)],
     )
+
+
+class Refused(Exception):
+    """A person's attempt was refused; the refusal has already been audited.
+
+    ``code`` is a stable machine-readable reason (e.g. ``four_eyes``) that views
+    and the API map to a status and message; ``str(exc)`` is the human message.
+    """
+
+    def __init__(self, message: str, *, code: str = "refused") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def refuse(
+    *,
+    actor: Any,
+    action: str,
+    reason: str,
+    code: str = "refused",
+    target: Any = None,
+    data: Mapping[str, Any] | None = None,
+    project: Any = None,
+) -> Refused:
+    """Record a refused attempt as an audit event, commit it, and return Refused to raise.
+
+    Call it OUTSIDE the transaction of the change that was refused (check inside
+    ``transaction.atomic()``, leave the block, then ``raise refuse(...)``): an
+    enclosing rollback would otherwise erase the record of the attempt.
+    """
+    with transaction.atomic():
+        record(
+            actor=actor,
+            action=action,
+            target=target,
+            project=project,
+            data={**dict(data or {}), "refused": code, "reason": reason},
+        )
+    return Refused(reason, code=code)
