@@ -27,6 +27,13 @@ MARIADB_DSN = "mysql://root@127.0.0.1:3306"
 
 Data = dict[str, list[dict[str, Any]]]
 
+
+def _by_key(table: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # Sort in Python: database collations order text keys differently.
+    cols = table.key or table.column_names
+    return sorted((dict(r) for r in rows), key=lambda r: tuple(r[c] for c in cols))
+
+
 # --- loaders -------------------------------------------------------------------------
 
 
@@ -36,13 +43,7 @@ def load_sqlite(path: str | Path) -> Data:
     conn.row_factory = sqlite3.Row
     try:
         return {
-            t.name: [
-                dict(r)
-                for r in conn.execute(
-                    f'SELECT * FROM "{t.name}" ORDER BY '
-                    + ", ".join(f'"{c}"' for c in (t.key or t.column_names))
-                )
-            ]
+            t.name: _by_key(t, list(conn.execute(f'SELECT * FROM "{t.name}"')))
             for t in TABLES
         }
     finally:
@@ -69,7 +70,7 @@ def load_csv(directory: str | Path) -> Data:
             ),
         )
         assert table.column_names == list(t.column_names)
-        out[t.name] = table.to_pylist()
+        out[t.name] = _by_key(t, table.to_pylist())
     return out
 
 
@@ -80,10 +81,9 @@ def load_postgres(dsn: str, schema: str) -> Data:
 
     with psycopg.connect(dsn, row_factory=dict_row) as conn:
         return {
-            t.name: conn.execute(
-                f'SELECT * FROM "{schema}"."{t.name}" ORDER BY '
-                + ", ".join(f'"{c}"' for c in (t.key or t.column_names))
-            ).fetchall()
+            t.name: _by_key(
+                t, conn.execute(f'SELECT * FROM "{schema}"."{t.name}"').fetchall()
+            )
             for t in TABLES
         }
 
@@ -103,9 +103,8 @@ def load_mariadb(database: str) -> Data:
         out: Data = {}
         with conn.cursor() as cur:
             for t in TABLES:
-                order = ", ".join(f"`{c}`" for c in (t.key or t.column_names))
-                cur.execute(f"SELECT * FROM `{database}`.`{t.name}` ORDER BY {order}")
-                out[t.name] = list(cur.fetchall())
+                cur.execute(f"SELECT * FROM `{database}`.`{t.name}`")
+                out[t.name] = _by_key(t, list(cur.fetchall()))
         return out
     finally:
         conn.close()
