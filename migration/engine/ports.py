@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
 
 @dataclass(frozen=True)
@@ -88,9 +88,78 @@ class Checkpoint:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class StageColumn:
+    """One column of a staged target table (target field or provenance)."""
+
+    name: str
+    sql_type: str
+
+
+@dataclass(frozen=True)
+class StageTable:
+    """What a sink needs to stage one target table for a run.
+
+    ``key`` is the business key (unique once published); ``foreign_keys`` are
+    built after the load; ``checksum_columns`` are the columns whose
+    order-independent checksums reconciliation compares.
+    """
+
+    name: str
+    columns: tuple[StageColumn, ...]
+    key: tuple[str, ...]
+    foreign_keys: tuple[ForeignKey, ...] = ()
+    checksum_columns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StagedStep:
+    """One step of a table's cross-table phase, run by the sink on staged data.
+
+    kinds: ``reject`` / ``flag`` (``sql`` is a SELECT of ``_source_key,
+    _source_table, raw_value`` over staged tables named by ``{table}``
+    placeholders; rejected rows move from staging to the reject store),
+    ``update`` (``sql`` is an UPDATE over staged tables), ``unique_index``
+    and ``drop_column`` (``columns``), ``foreign_key`` (``columns`` ->
+    ``ref_table``/``ref_columns``; sinks without ALTER ADD FK may skip it).
+    """
+
+    kind: str
+    rule_id: str = ""
+    reason: str = ""
+    column: str = ""
+    sql: str = ""
+    columns: tuple[str, ...] = ()
+    ref_table: str = ""
+    ref_columns: tuple[str, ...] = ()
+
+
+#: Columns of the reject frame the engine passes to ``Sink.write_chunk``.
+REJECT_COLUMNS = (
+    "run_id",
+    "target_table",
+    "source_table",
+    "source_key",
+    "column_name",
+    "raw_value",
+    "rule_id",
+    "reason",
+    "crosswalk_id",
+    "crosswalk_version",
+    "action",
+    "stage",
+)
+
+
 @runtime_checkable
 class Sink(Protocol):
-    """A target that stages rows per run and publishes them atomically."""
+    """A target that stages rows per run and publishes them atomically.
+
+    Rows handed to ``write_chunk`` have one column per ``StageTable`` column,
+    as nullable strings (DATE ``YYYY-MM-DD``, TIMESTAMP ``YYYY-MM-DD
+    HH:MM:SS``) or nullable integers; rejects have ``REJECT_COLUMNS``.
+    ``action`` is ``reject``, ``exclude`` or ``flag``.
+    """
 
     def prepare(self, run_id: str, tables: Sequence[Any]) -> None:
         """Create run-scoped staging tables (idempotent; keep existing staged rows)."""
@@ -117,4 +186,47 @@ class Sink(Protocol):
 
     def count(self, table: str, run_id: str | None = None) -> int:
         """Return the row count of a published (or, with run_id, staged) table."""
+        ...
+
+    def reset_table(self, run_id: str, table: str) -> None:
+        """Drop a table's staged rows, rejects and checkpoint (restart it)."""
+        ...
+
+    def apply_staged_steps(
+        self, run_id: str, table: str, steps: Sequence[StagedStep]
+    ) -> Mapping[str, Any]:
+        """Run a table's cross-table phase in ONE transaction, exactly once.
+
+        Returns ``{"moved": {reason: n}, "flagged": {reason: n},
+        "moved_checksums": {column: [count, sum]}}``; a second call for the
+        same run and table returns the stored result and changes nothing.
+        """
+        ...
+
+    def is_published(self, run_id: str) -> bool:
+        """Return True once ``publish`` has committed for this run."""
+        ...
+
+    def reject_counts(self, run_id: str) -> list[tuple[str, str, str, int]]:
+        """Return (target_table, action, reason, rows) for the run's reject store."""
+        ...
+
+    def flags(self, run_id: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """Return up to ``limit`` flagged rows (table, source key, reason)."""
+        ...
+
+    def table_profile(
+        self, table: str, columns: Sequence[str], checksum_columns: Sequence[str]
+    ) -> dict[str, Any]:
+        """Return rows, per-column nulls and checksums of a published table."""
+        ...
+
+    def orphan_count(
+        self, table: str, column: str, ref_table: str, ref_column: str
+    ) -> int:
+        """Return published rows of ``table`` whose ``column`` has no parent."""
+        ...
+
+    def export_rejects(self, run_id: str, path: str) -> int:
+        """Write the run's reject store to CSV at ``path``; return rows written."""
         ...

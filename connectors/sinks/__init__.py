@@ -1,0 +1,1 @@
+"""Target sinks implementing the engine's Sink port (framework-free)."""

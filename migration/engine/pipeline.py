@@ -1,0 +1,495 @@
+"""Per-chunk work: map, transform, crosswalk, validate -> rows + rejects.
+
+Everything here is vectorised over one chunk and pure: the same chunk gives
+the same rows and rejects, which is what makes a resumed run exact.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+
+from migration.engine.checksums import series_checksum
+from migration.engine.codesystems import code_system
+from migration.engine.contract import Contract, TableMapping
+from migration.engine.ports import (
+    REJECT_COLUMNS,
+    ForeignKey,
+    StageColumn,
+    StagedStep,
+    StageTable,
+)
+from migration.engine.rules import RowCheck, RuleContext, StagedCheck, rule_pack
+from migration.engine.targets import PROVENANCE_COLUMNS, TargetTable
+from migration.engine.transforms import (
+    TEXT,
+    TransformContext,
+    apply_chain,
+    as_text,
+    date_parse,
+    datetime_parse,
+    to_integer,
+)
+
+#: Reason when a row's reference to a parent table finds no staged parent.
+NOT_MIGRATED = {"inpatient_spell": "spell_not_migrated"}
+
+
+def not_migrated_reason(table: str) -> str:
+    """Return the reject reason for a missing parent in ``table``."""
+    return NOT_MIGRATED.get(table, f"{table}_not_migrated")
+
+
+def lk(name: str) -> str:
+    """Return the staging column holding a lookup field's unresolved value."""
+    return f"_lk_{name}"
+
+
+@dataclass
+class TablePlan:
+    """Everything needed to process one table, compiled once per run."""
+
+    mapping: TableMapping
+    target: TargetTable
+    stage: StageTable
+    chains: list[tuple[str, tuple[str, ...], list[tuple[str, dict[str, Any]]]]]
+    row_checks: list[RowCheck]
+    staged_checks: list[StagedCheck]
+    valid_codes: dict[str, frozenset[str]]
+    crosswalk_defaults: dict[str, str]
+    crosswalk_fields: list[str]
+    source_column_of: dict[str, str]
+    lookups: dict[str, str] = field(default_factory=dict)
+
+
+def build_plan(contract: Contract, table: str, as_of: dt.date) -> TablePlan:
+    """Return the compiled plan of one mapped target table."""
+    tm = contract.table(table)
+    tt = contract.target.table(table)
+    xws = contract.crosswalk_map()
+    chains = []
+    crosswalk_defaults: dict[str, str] = {}
+    crosswalk_fields: list[str] = []
+    source_column_of: dict[str, str] = {}
+    for fm in tm.fields:
+        steps = [(s.name, dict(s.args)) for s in fm.transforms]
+        chains.append((fm.target, fm.source, steps))
+        source_column_of[fm.target] = "+".join(fm.source)
+        for name, args in steps:
+            if name == "crosswalk":
+                if fm.source:
+                    crosswalk_fields.append(fm.target)
+                default = xws[str(args["id"])].default
+                if default is not None:
+                    crosswalk_defaults[fm.target] = default
+    valid_codes: dict[str, frozenset[str]] = {}
+    for f in tt.fields:
+        system = f.code_system
+        if system is not None:
+            cs = code_system(system, contract.target.code_system_version(system))
+            valid_codes[f.name] = cs.code_set()
+    packs = [rule_pack(p) for p in contract.rules.packs]
+    row_checks = [c for p in packs for c in p.row_checks if c.table == table]
+    staged = [c for p in packs for c in p.staged_checks if c.table == table]
+    lookups = {fm.target: lk(fm.target) for fm in tm.fields if fm.lookup is not None}
+    mapped = {t.target for t in contract.tables}
+    columns = [StageColumn(f.name, f.sql_type) for f in tt.fields]
+    columns += [StageColumn(n, t) for n, t in PROVENANCE_COLUMNS]
+    columns += [StageColumn(c, "TEXT") for c in lookups.values()]
+    fks = []
+    for f in tt.fields:
+        ref = f.references
+        if ref is not None and ref in mapped and ref != table:
+            ref_t = contract.target.table(ref)
+            fks.append(ForeignKey((f.name,), ref, ref_t.key))
+    checksum_cols = tuple(
+        f.name
+        for f in tt.fields
+        if f.business_critical and f.name not in lookups and tm.field(f.name)
+    )
+    stage = StageTable(
+        name=table,
+        columns=tuple(columns),
+        key=tt.key,
+        foreign_keys=tuple(fks),
+        checksum_columns=checksum_cols,
+    )
+    return TablePlan(
+        mapping=tm,
+        target=tt,
+        stage=stage,
+        chains=chains,
+        row_checks=row_checks,
+        staged_checks=staged,
+        valid_codes=valid_codes,
+        crosswalk_defaults=crosswalk_defaults,
+        crosswalk_fields=crosswalk_fields,
+        source_column_of=source_column_of,
+        lookups=lookups,
+    )
+
+
+def staged_steps(contract: Contract, plan: TablePlan) -> list[StagedStep]:
+    """Return the cross-table phase of one table, in the order it must run.
+
+    Duplicate business keys go first (the unique index needs them gone), then
+    references to parents (so later checks can join on resolved keys), then
+    the rule packs' set-based checks, then foreign keys.
+    """
+    table = plan.target.name
+    t = "{" + table + "}"
+    key = plan.target.key
+    key_cols = ", ".join(key)
+    src = plan.source_column_of
+    # Reject steps report the checksums of the rows they move out, so the
+    # reconciliation can subtract them from what the engine sent.
+    cs = plan.stage.checksum_columns
+    steps: list[StagedStep] = [
+        StagedStep(
+            kind="reject",
+            columns=cs,
+            rule_id="ENG-KEY",
+            reason="duplicate_key",
+            column=src.get(key[0], key[0]),
+            sql=(
+                f"SELECT _source_key, _source_table, {key[0]} FROM {t} "
+                f"WHERE ({key_cols}) IN (SELECT {key_cols} FROM {t} "
+                f"GROUP BY {key_cols} HAVING COUNT(*) > 1)"
+                if len(key) == 1
+                else f"SELECT _source_key, _source_table, {key[0]} FROM ("
+                f"SELECT _source_key, _source_table, {key[0]}, COUNT(*) OVER "
+                f"(PARTITION BY {key_cols}) AS n FROM {t}) x WHERE n > 1"
+            ),
+        ),
+        StagedStep(kind="unique_index", columns=("_source_key",)),
+        StagedStep(kind="unique_index", columns=key),
+    ]
+    for fm in plan.mapping.fields:
+        if fm.lookup is None:
+            continue
+        lkc = lk(fm.target)
+        p = "{" + fm.lookup.table + "}"
+        steps.append(
+            StagedStep(
+                kind="reject",
+                columns=cs,
+                rule_id=f"ENG-LOOKUP-{fm.target}",
+                reason=fm.lookup.reason,
+                column=src[fm.target],
+                sql=(
+                    f"SELECT c._source_key, c._source_table, c.{lkc} FROM {t} c "
+                    f"WHERE c.{lkc} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {p} r "
+                    f"WHERE r.{fm.lookup.match} = c.{lkc})"
+                ),
+            )
+        )
+        steps.append(
+            StagedStep(
+                kind="update",
+                rule_id=f"ENG-RESOLVE-{fm.target}",
+                sql=(
+                    f"UPDATE {t} SET {fm.target} = r.{fm.lookup.take} FROM {p} r "
+                    f"WHERE r.{fm.lookup.match} = {t}.{lkc}"
+                ),
+            )
+        )
+        steps.append(StagedStep(kind="drop_column", columns=(lkc,)))
+    for fk in plan.stage.foreign_keys:
+        col = fk.columns[0]
+        if col in plan.lookups:
+            continue
+        p = "{" + fk.ref_table + "}"
+        steps.append(
+            StagedStep(
+                kind="reject",
+                columns=cs,
+                rule_id=f"ENG-FK-{col}",
+                reason=not_migrated_reason(fk.ref_table),
+                column=src.get(col, col),
+                sql=(
+                    f"SELECT c._source_key, c._source_table, c.{col} FROM {t} c "
+                    f"WHERE c.{col} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {p} r "
+                    f"WHERE r.{fk.ref_columns[0]} = c.{col})"
+                ),
+            )
+        )
+    for chk in plan.staged_checks:
+        steps.append(
+            StagedStep(
+                kind=chk.action,
+                columns=cs if chk.action == "reject" else (),
+                rule_id=chk.rule_id,
+                reason=chk.reason,
+                column=src.get(chk.field, chk.field),
+                sql=chk.sql,
+            )
+        )
+    for fk in plan.stage.foreign_keys:
+        steps.append(
+            StagedStep(
+                kind="foreign_key",
+                columns=fk.columns,
+                ref_table=fk.ref_table,
+                ref_columns=fk.ref_columns,
+            )
+        )
+    return steps
+
+
+@dataclass
+class ChunkResult:
+    """The outcome of one chunk: staged rows, rejects and counters."""
+
+    rows: pd.DataFrame
+    rejects: pd.DataFrame
+    read: int
+    loaded: int
+    rejected: int
+    excluded: int
+    last_key: Any
+    source_nulls: Counter[str]
+    defaults_used: Counter[str]
+    lenient_fills: Counter[str]
+    field_rejects: Counter[str]
+    checksums: dict[str, tuple[int, int]]
+
+
+def _native(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def _coerce(
+    values: pd.Series, sql_type: str
+) -> tuple[pd.Series, pd.Series | None, str]:
+    """Bring a field to its SQL type's pandas form; returns failures if any."""
+    ctx = TransformContext()
+    if sql_type == "DATE" and not pd.api.types.is_datetime64_any_dtype(values.dtype):
+        r = date_parse(values, ctx=ctx, format="%Y-%m-%d")
+        return r.values, r.failed, "date_unparseable"
+    if sql_type == "TIMESTAMP" and not pd.api.types.is_datetime64_any_dtype(
+        values.dtype
+    ):
+        r = datetime_parse(values, ctx=ctx, format="%Y-%m-%d %H:%M:%S")
+        return r.values, r.failed, "date_unparseable"
+    if sql_type in ("BIGINT", "INTEGER") and not pd.api.types.is_integer_dtype(
+        values.dtype
+    ):
+        r = to_integer(values, ctx=ctx)
+        return r.values, r.failed, "integer_unparseable"
+    if sql_type == "TEXT" and values.dtype != TEXT:
+        return as_text(values), None, ""
+    return values, None, ""
+
+
+def wire(values: pd.Series, sql_type: str) -> pd.Series:
+    """Return the canonical text/int form the sinks receive for ``sql_type``."""
+    if sql_type == "DATE":
+        return values.dt.strftime("%Y-%m-%d").astype(TEXT)
+    if sql_type == "TIMESTAMP":
+        return values.dt.strftime("%Y-%m-%d %H:%M:%S").astype(TEXT)
+    if sql_type in ("BIGINT", "INTEGER"):
+        return values.astype("Int64")
+    return as_text(values)
+
+
+def _exclude_mask(values: pd.Series, op: str, wanted: tuple[Any, ...]) -> np.ndarray:
+    if op == "is_null":
+        m = values.isna()
+    elif op == "not_null":
+        m = values.notna()
+    elif op == "eq":
+        m = values == wanted[0]
+    elif op == "in":
+        m = values.isin(list(wanted))
+    else:
+        m = values.notna() & ~values.isin(list(wanted))
+    return np.asarray(m.astype("boolean").fillna(False), dtype=bool)
+
+
+def process_chunk(
+    plan: TablePlan,
+    chunk: pd.DataFrame,
+    *,
+    run_id: str,
+    xctx: TransformContext,
+    rctx: RuleContext,
+) -> ChunkResult:
+    """Return the staged rows, rejects and counters of one source chunk."""
+    tm = plan.mapping
+    chunk = chunk.reset_index(drop=True)
+    n = len(chunk)
+    index = chunk.index
+    failed = np.zeros(n, dtype=bool)
+    reason = np.full(n, None, dtype=object)
+    rule = np.full(n, None, dtype=object)
+    column = np.full(n, None, dtype=object)
+    raw = np.full(n, None, dtype=object)
+    xw_id = np.full(n, None, dtype=object)
+    xw_ver = np.full(n, None, dtype=object)
+    field_rejects: Counter[str] = Counter()
+    raw_cache: dict[str, np.ndarray] = {}
+
+    def raw_of(fname: str) -> np.ndarray:
+        if fname not in raw_cache:
+            fm = tm.field(fname)
+            cols = list(fm.source) if fm is not None else []
+            if not cols:
+                raw_cache[fname] = np.full(n, None, dtype=object)
+            else:
+                text = as_text(chunk[cols[0]])
+                for c in cols[1:]:
+                    text = text.str.cat(as_text(chunk[c]), sep="|", na_rep="")
+                raw_cache[fname] = np.asarray(text.astype(object).where(text.notna()))
+        return raw_cache[fname]
+
+    def record(
+        m: Any,
+        why: str,
+        rule_id: str,
+        fname: str,
+        xw: tuple[str, str] | None = None,
+    ) -> None:
+        m = np.asarray(m, dtype=bool)
+        new = m & ~failed
+        if not new.any():
+            return
+        failed[new] = True
+        reason[new] = why
+        rule[new] = rule_id
+        column[new] = plan.source_column_of.get(fname, fname)
+        raw[new] = raw_of(fname)[new]
+        field_rejects[fname] += int(new.sum())
+        if xw is not None:
+            xw_id[new] = xw[0]
+            xw_ver[new] = xw[1]
+
+    values: dict[str, pd.Series] = {}
+    lenient_fills: Counter[str] = Counter()
+    for fname, sources, steps in plan.chains:
+        inputs = [chunk[c] for c in sources] or [pd.Series(pd.NA, index=index)]
+        out, results = apply_chain(inputs, steps, xctx)
+        for (sname, _), res in zip(steps, results, strict=False):
+            if res.failed is not None:
+                record(
+                    res.failed,
+                    res.reason or "transform_failed",
+                    f"{res.crosswalk[0]}@{res.crosswalk[1]}"
+                    if res.crosswalk
+                    else f"T:{sname}",
+                    fname,
+                    res.crosswalk,
+                )
+            lenient_fills[fname] += res.defaults_filled
+        values[fname] = out
+    frame: dict[str, pd.Series] = {}
+    for f in plan.target.fields:
+        v = values.get(f.name)
+        if v is None:
+            v = pd.Series(pd.NA, index=index, dtype=TEXT)
+        if f.name in plan.lookups:
+            frame[f.name] = as_text(v)
+            continue
+        v, bad, why = _coerce(v.reset_index(drop=True), f.sql_type)
+        if bad is not None:
+            record(bad, why, f"T:coerce_{f.sql_type.lower()}", f.name)
+        frame[f.name] = v
+    df = pd.DataFrame(frame, index=index)
+    # Rules about "was a value recorded" must not be fooled by a crosswalk
+    # that maps an unmatched local code to NULL.
+    for fname in plan.crosswalk_fields:
+        text = as_text(chunk[tm.field(fname).source[0]])  # type: ignore[union-attr]
+        df[f"_present_{fname}"] = (text.str.strip() != "").fillna(False).astype(bool)
+
+    excluded = np.zeros(n, dtype=bool)
+    excl_rule = np.full(n, None, dtype=object)
+    excl_reason = np.full(n, None, dtype=object)
+    for e in tm.exclude:
+        m = _exclude_mask(df[e.field], e.op, e.values) & ~excluded
+        excluded |= m
+        excl_rule[m] = e.id
+        excl_reason[m] = e.reason
+
+    for f in plan.target.fields:
+        if f.required:
+            record(df[f.name].isna().to_numpy(), "required_missing", "REQ", f.name)
+    for chk in plan.row_checks:
+        record(chk.fn(df, rctx).to_numpy(), chk.reason, chk.rule_id, chk.field)
+    for fname, valid in plan.valid_codes.items():
+        col = df[fname]
+        bad = col.notna() & ~col.isin(list(valid))
+        record(bad.to_numpy(dtype=bool), "code_invalid", "CODE", fname)
+
+    failed &= ~excluded
+    ok = ~failed & ~excluded
+    keys = as_text(chunk[tm.key])
+
+    rows = pd.DataFrame(index=index[ok])
+    checksums: dict[str, tuple[int, int]] = {}
+    for f in plan.target.fields:
+        if f.name in plan.lookups:
+            rows[f.name] = pd.Series(pd.NA, index=rows.index, dtype=TEXT)
+            continue
+        w = wire(df[f.name][ok], f.sql_type)
+        rows[f.name] = w
+        if f.name in plan.stage.checksum_columns:
+            checksums[f.name] = series_checksum(w)
+    rows["_source_table"] = pd.Series(tm.source, index=rows.index, dtype=TEXT)
+    rows["_source_key"] = keys[ok]
+    rows["_run_id"] = pd.Series(run_id, index=rows.index, dtype=TEXT)
+    for fname, lkc in plan.lookups.items():
+        rows[lkc] = df[fname][ok]
+    rows = rows.reset_index(drop=True)
+
+    bad_rows = failed | excluded
+    nothing = np.full(n, None, dtype=object)
+    rej = pd.DataFrame(
+        {
+            "run_id": run_id,
+            "target_table": plan.target.name,
+            "source_table": tm.source,
+            "source_key": keys[bad_rows].astype(object).to_numpy(),
+            "column_name": np.where(excluded, nothing, column)[bad_rows],
+            "raw_value": np.where(excluded, nothing, raw)[bad_rows],
+            "rule_id": np.where(excluded, excl_rule, rule)[bad_rows],
+            "reason": np.where(excluded, excl_reason, reason)[bad_rows],
+            "crosswalk_id": xw_id[bad_rows],
+            "crosswalk_version": xw_ver[bad_rows],
+            "action": np.where(excluded, "exclude", "reject")[bad_rows],
+            "stage": "row",
+        },
+        columns=list(REJECT_COLUMNS),
+    )
+    rej = rej.astype(object).where(rej.notna(), None)
+
+    source_nulls: Counter[str] = Counter()
+    for c in tm.source_columns():
+        col = chunk[c]
+        blank = col.isna()
+        if col.dtype == object or pd.api.types.is_string_dtype(col.dtype):
+            blank = blank | (as_text(col).str.strip() == "").fillna(False)
+        source_nulls[c] = int(blank.sum())
+    defaults_used: Counter[str] = Counter()
+    for fname, dflt in plan.crosswalk_defaults.items():
+        defaults_used[fname] = int((df[fname][ok] == dflt).fillna(False).sum())
+
+    return ChunkResult(
+        rows=rows,
+        rejects=rej,
+        read=n,
+        loaded=int(ok.sum()),
+        rejected=int(failed.sum()),
+        excluded=int(excluded.sum()),
+        last_key=_native(chunk[tm.key].iloc[-1]) if n else None,
+        source_nulls=source_nulls,
+        defaults_used=defaults_used,
+        lenient_fills=lenient_fills,
+        field_rejects=field_rejects,
+        checksums=checksums,
+    )

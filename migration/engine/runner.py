@@ -1,0 +1,496 @@
+"""The run loop: load every table in dependency order, check, publish, reconcile."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+
+from migration.engine.checksums import add
+from migration.engine.contract import Contract, validate_contract
+from migration.engine.errors import ContractError, EngineError, TransientError
+from migration.engine.pipeline import (
+    TablePlan,
+    build_plan,
+    not_migrated_reason,
+    process_chunk,
+    staged_steps,
+)
+from migration.engine.ports import REJECT_COLUMNS, Checkpoint, Sink, Source
+from migration.engine.report import ColumnMetrics, FkChain, RunReport, TableReport
+from migration.engine.rules import RuleContext
+from migration.engine.transforms import TransformContext
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """One progress tick: sent after every committed chunk and phase."""
+
+    run_id: str
+    table: str
+    stage: str
+    rows_read: int
+    rows_loaded: int
+    rows_rejected: int
+    rows_excluded: int
+    source_rows: int | None = None
+
+
+ProgressFn = Callable[[ProgressEvent], None]
+CancelFn = Callable[[], bool]
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def resolve_as_of(contract: Contract, source: Source, as_of: dt.date | None) -> dt.date:
+    """Return the run's as-of date: argument, contract date, or source cell."""
+    if as_of is not None:
+        return as_of
+    a = contract.rules.as_of
+    if a.date:
+        return dt.date.fromisoformat(a.date)
+    if a.source_table and a.source_column:
+        for chunk in _guarded(
+            source.read_chunks(
+                a.source_table, [a.source_column], a.source_column, chunk_size=1
+            ),
+            a.source_table,
+        ):
+            if len(chunk):
+                value = str(chunk[a.source_column].iloc[0]).strip()
+                try:
+                    return dt.datetime.strptime(value, a.format).date()
+                except ValueError:
+                    raise ContractError(
+                        f"as-of cell {a.source_table}.{a.source_column} is not "
+                        f"a date in {a.format}"
+                    ) from None
+        raise ContractError(f"as-of table {a.source_table} is empty")
+    raise ContractError("no as_of date: pass one or configure rules.as_of")
+
+
+def _guarded(chunks: Iterator[pd.DataFrame], table: str) -> Iterator[pd.DataFrame]:
+    """Yield source chunks; unexpected source failures become TransientError."""
+    while True:
+        try:
+            chunk = next(chunks)
+        except StopIteration:
+            return
+        except EngineError:
+            raise
+        except Exception as exc:
+            # Type name only: driver messages can carry connection strings.
+            raise TransientError(
+                f"source read of {table} failed: {type(exc).__name__}"
+            ) from exc
+        yield chunk
+
+
+def run_contract(
+    contract: Contract,
+    source: Source,
+    sink: Sink,
+    run_id: str,
+    *,
+    as_of: dt.date | None = None,
+    on_progress: ProgressFn | None = None,
+    should_cancel: CancelFn | None = None,
+    reject_csv: str | Path | None = None,
+    check_source: bool = True,
+) -> RunReport:
+    """Run (or resume) ``contract`` from ``source`` into ``sink``; return the report.
+
+    Per table in dependency order: read chunks after the last checkpoint,
+    transform, crosswalk, validate, then stage rows + rejects + checkpoint in
+    one sink transaction. Then the cross-table phase, an atomic publish and
+    reconciliation. Re-running a finished run changes no target row.
+    Raises ContractError before any row moves, TransientError when the
+    source or sink fails in a retryable way (rerun to resume).
+    """
+    started = time.monotonic()
+    if check_source:
+        try:
+            tables = source.discover()
+        except EngineError:
+            raise
+        except Exception as exc:
+            raise TransientError(
+                f"source discover failed: {type(exc).__name__}"
+            ) from exc
+        validate_contract(contract, source_tables=tables)
+    else:
+        validate_contract(contract)
+    as_of_date = resolve_as_of(contract, source, as_of)
+    order = contract.table_order()
+    plans = {t: build_plan(contract, t, as_of_date) for t in order}
+    report = RunReport(
+        run_id=run_id,
+        contract_name=contract.name,
+        contract_version=contract.version,
+        contract_sha256=contract.sha256,
+        target_model=contract.target.ref,
+        as_of=as_of_date.isoformat(),
+        started_at=_now(),
+    )
+    xctx = TransformContext(crosswalks=contract.crosswalk_map())
+    rctx = RuleContext(
+        as_of=as_of_date,
+        params=dict(contract.rules.params),
+        valid_codes={},
+    )
+    stages = [plans[t].stage for t in order]
+    if not sink.is_published(run_id):
+        sink.prepare(run_id, stages)
+        for t in order:
+            t0 = time.monotonic()
+            finished = _load_table(
+                contract,
+                plans[t],
+                source,
+                sink,
+                run_id,
+                xctx,
+                rctx,
+                on_progress,
+                should_cancel,
+                report,
+            )
+            report.timings[f"load:{t}"] = time.monotonic() - t0
+            if not finished:
+                report.status = "cancelled"
+                report.finished_at = _now()
+                return report
+        t0 = time.monotonic()
+        for t in order:
+            sink.apply_staged_steps(run_id, t, staged_steps(contract, plans[t]))
+            _progress(on_progress, run_id, t, "cross_table", sink.checkpoint(run_id, t))
+        report.timings["cross_table"] = time.monotonic() - t0
+        t0 = time.monotonic()
+        sink.publish(run_id, stages)
+        report.timings["publish"] = time.monotonic() - t0
+    else:
+        report.resumed = True
+    t0 = time.monotonic()
+    _reconcile(contract, plans, order, source, sink, run_id, report)
+    report.timings["reconcile"] = time.monotonic() - t0
+    if reject_csv is not None:
+        sink.export_rejects(run_id, str(reject_csv))
+        report.reject_csv = str(reject_csv)
+    report.status = "failed" if report.failure_reasons else "succeeded"
+    report.finished_at = _now()
+    report.timings["total"] = time.monotonic() - started
+    return report
+
+
+def _progress(
+    fn: ProgressFn | None,
+    run_id: str,
+    table: str,
+    stage: str,
+    cp: Checkpoint | None,
+    source_rows: int | None = None,
+) -> None:
+    if fn is None:
+        return
+    fn(
+        ProgressEvent(
+            run_id=run_id,
+            table=table,
+            stage=stage,
+            rows_read=cp.rows_read if cp else 0,
+            rows_loaded=cp.rows_loaded if cp else 0,
+            rows_rejected=cp.rows_rejected if cp else 0,
+            rows_excluded=cp.rows_excluded if cp else 0,
+            source_rows=source_rows,
+        )
+    )
+
+
+def _counter(data: Any) -> Counter[str]:
+    return Counter({str(k): int(v) for k, v in dict(data or {}).items()})
+
+
+def _load_table(
+    contract: Contract,
+    plan: TablePlan,
+    source: Source,
+    sink: Sink,
+    run_id: str,
+    xctx: TransformContext,
+    rctx: RuleContext,
+    on_progress: ProgressFn | None,
+    should_cancel: CancelFn | None,
+    report: RunReport,
+) -> bool:
+    """Stage one table chunk by chunk; returns False when cancelled."""
+    table = plan.target.name
+    tm = plan.mapping
+    cp = sink.checkpoint(run_id, table)
+    if cp is not None and cp.extra.get("done"):
+        return True
+    if cp is not None:
+        report.resumed = True
+        # A staging table that lost rows its checkpoint counts (an UNLOGGED
+        # table after a server crash, say) cannot be trusted: redo the table.
+        if sink.count(table, run_id=run_id) != cp.rows_loaded:
+            sink.reset_table(run_id, table)
+            cp = None
+    rctx = RuleContext(
+        as_of=rctx.as_of, params=rctx.params, valid_codes=plan.valid_codes
+    )
+    extra: dict[str, Any] = dict(cp.extra) if cp else {}
+    source_nulls = _counter(extra.get("source_nulls"))
+    defaults_used = _counter(extra.get("defaults_used"))
+    lenient_fills = _counter(extra.get("lenient_fills"))
+    field_rejects = _counter(extra.get("field_rejects"))
+    checksums: dict[str, list[int]] = {
+        k: list(v) for k, v in dict(extra.get("checksums") or {}).items()
+    }
+    read = cp.rows_read if cp else 0
+    loaded = cp.rows_loaded if cp else 0
+    rejected = cp.rows_rejected if cp else 0
+    excluded = cp.rows_excluded if cp else 0
+    last_key = cp.last_key if cp else None
+    try:
+        source_rows: int | None = source.count(tm.source)
+    except EngineError:
+        raise
+    except Exception as exc:
+        raise TransientError(
+            f"source count of {tm.source} failed: {type(exc).__name__}"
+        ) from exc
+
+    def state(done: bool = False) -> dict[str, Any]:
+        return {
+            "source_nulls": dict(source_nulls),
+            "defaults_used": dict(defaults_used),
+            "lenient_fills": dict(lenient_fills),
+            "field_rejects": dict(field_rejects),
+            "checksums": checksums,
+            "done": done,
+        }
+
+    chunks = source.read_chunks(
+        tm.source,
+        tm.source_columns(),
+        tm.key,
+        after_key=last_key,
+        chunk_size=contract.chunk_size,
+    )
+    for chunk in _guarded(iter(chunks), tm.source):
+        if should_cancel is not None and should_cancel():
+            return False
+        if chunk.empty:
+            continue
+        res = process_chunk(plan, chunk, run_id=run_id, xctx=xctx, rctx=rctx)
+        read += res.read
+        loaded += res.loaded
+        rejected += res.rejected
+        excluded += res.excluded
+        last_key = res.last_key
+        source_nulls.update(res.source_nulls)
+        defaults_used.update(res.defaults_used)
+        lenient_fills.update(res.lenient_fills)
+        field_rejects.update(res.field_rejects)
+        for col, cs in res.checksums.items():
+            checksums[col] = add(checksums.get(col, [0, 0]), cs)
+        cp = Checkpoint(
+            run_id, table, last_key, read, loaded, rejected, excluded, state()
+        )
+        sink.write_chunk(run_id, table, res.rows, res.rejects, cp)
+        _progress(on_progress, run_id, table, "load", cp, source_rows)
+    done = Checkpoint(
+        run_id, table, last_key, read, loaded, rejected, excluded, state(True)
+    )
+    empty_rows = pd.DataFrame({c.name: [] for c in plan.stage.columns})
+    empty_rej = pd.DataFrame({c: [] for c in REJECT_COLUMNS})
+    sink.write_chunk(run_id, table, empty_rows, empty_rej, done)
+    _progress(on_progress, run_id, table, "loaded", done, source_rows)
+    return True
+
+
+def _reason_fields(contract: Contract, plan: TablePlan) -> dict[str, str]:
+    out = {"duplicate_key": plan.target.key[0]}
+    for fm in plan.mapping.fields:
+        if fm.lookup is not None:
+            out[fm.lookup.reason] = fm.target
+    for fk in plan.stage.foreign_keys:
+        out.setdefault(not_migrated_reason(fk.ref_table), fk.columns[0])
+    for chk in plan.staged_checks:
+        out[chk.reason] = chk.field
+    return out
+
+
+def _pct(num: float, den: float) -> float:
+    return round(100.0 * num / den, 4) if den else 100.0
+
+
+def _reconcile(
+    contract: Contract,
+    plans: dict[str, TablePlan],
+    order: list[str],
+    source: Source,
+    sink: Sink,
+    run_id: str,
+    report: RunReport,
+) -> None:
+    """Fill ledger, metrics, FK chains; add failure reasons for any gap."""
+    counts = sink.reject_counts(run_id)
+    for t in order:
+        plan = plans[t]
+        tm = plan.mapping
+        cp = sink.checkpoint(run_id, t)
+        if cp is None or not cp.extra.get("done"):
+            report.failure_reasons.append(f"{t}: load did not finish")
+            continue
+        phase = sink.apply_staged_steps(run_id, t, staged_steps(contract, plan))
+        moved = _counter(phase.get("moved"))
+        moved_cs = dict(phase.get("moved_checksums") or {})
+        tr = TableReport(table=t, source_table=tm.source)
+        tr.source_rows = source.count(tm.source)
+        tr.rows_read = cp.rows_read
+        for table, action, reason, n in counts:
+            if table != t:
+                continue
+            if action == "reject":
+                tr.rejects_by_reason[reason] = tr.rejects_by_reason.get(reason, 0) + n
+            elif action == "exclude":
+                tr.excluded_by_rule[reason] = tr.excluded_by_rule.get(reason, 0) + n
+            elif action == "flag":
+                tr.flags_by_reason[reason] = tr.flags_by_reason.get(reason, 0) + n
+        tr.rows_rejected = sum(tr.rejects_by_reason.values())
+        tr.rows_excluded = sum(tr.excluded_by_rule.values())
+        tr.rows_flagged = sum(tr.flags_by_reason.values())
+        tr.rows_loaded = sink.count(t)
+        tr.ledger_difference = tr.source_rows - (
+            tr.rows_loaded + tr.rows_rejected + tr.rows_excluded
+        )
+        gaps = []
+        if tr.ledger_difference:
+            gaps.append(
+                f"source {tr.source_rows} != loaded {tr.rows_loaded} + rejected "
+                f"{tr.rows_rejected} + excluded {tr.rows_excluded}"
+            )
+        if tr.rows_read != tr.source_rows:
+            gaps.append(f"read {tr.rows_read} != source {tr.source_rows}")
+        if cp.rows_loaded - sum(moved.values()) != tr.rows_loaded:
+            gaps.append(
+                f"staged {cp.rows_loaded} - moved {sum(moved.values())} != "
+                f"published {tr.rows_loaded}"
+            )
+        if cp.rows_rejected + sum(moved.values()) != tr.rows_rejected:
+            gaps.append(
+                f"rejects counted {cp.rows_rejected + sum(moved.values())} != "
+                f"reject store {tr.rows_rejected}"
+            )
+        if cp.rows_excluded != tr.rows_excluded:
+            gaps.append(f"excluded {cp.rows_excluded} != store {tr.rows_excluded}")
+        tr.ledger_balanced = not gaps
+        for g in gaps:
+            report.failure_reasons.append(f"{t}: ledger: {g}")
+        _column_metrics(contract, plan, cp, moved, moved_cs, sink, tr, report)
+        report.tables.append(tr)
+        for fk in plan.stage.foreign_keys:
+            orphans = sink.orphan_count(
+                t, fk.columns[0], fk.ref_table, fk.ref_columns[0]
+            )
+            report.fk_chains.append(
+                FkChain(
+                    t,
+                    fk.columns[0],
+                    fk.ref_table,
+                    fk.ref_columns[0],
+                    tr.rows_loaded,
+                    orphans,
+                )
+            )
+            if orphans:
+                report.failure_reasons.append(
+                    f"{t}.{fk.columns[0]}: {orphans} rows without {fk.ref_table}"
+                )
+    report.flagged = sink.flags(run_id)
+
+
+def _column_metrics(
+    contract: Contract,
+    plan: TablePlan,
+    cp: Checkpoint,
+    moved: Counter[str],
+    moved_cs: dict[str, Any],
+    sink: Sink,
+    tr: TableReport,
+    report: RunReport,
+) -> None:
+    t = plan.target.name
+    names = [f.name for f in plan.target.fields]
+    prof = sink.table_profile(t, names, plan.stage.checksum_columns)
+    field_rejects = _counter(cp.extra.get("field_rejects"))
+    for reason, fname in _reason_fields(contract, plan).items():
+        field_rejects[fname] += moved.get(reason, 0)
+    source_nulls = _counter(cp.extra.get("source_nulls"))
+    defaults_used = _counter(cp.extra.get("defaults_used"))
+    lenient = _counter(cp.extra.get("lenient_fills"))
+    sent = dict(cp.extra.get("checksums") or {})
+    loaded = tr.rows_loaded
+    completeness: list[float] = []
+    validity: list[float] = []
+    default_use: list[float] = []
+    for f in plan.target.fields:
+        fm = plan.mapping.field(f.name)
+        nulls = int(prof["nulls"].get(f.name, 0))
+        cm = ColumnMetrics(
+            name=f.name,
+            source_columns="+".join(fm.source) if fm else "",
+            source_nulls=sum(source_nulls.get(c, 0) for c in (fm.source if fm else ())),
+            target_nulls=nulls,
+            null_rate=nulls / loaded if loaded else 0.0,
+            rejects=field_rejects.get(f.name, 0),
+            reject_rate=field_rejects.get(f.name, 0) / tr.rows_read
+            if tr.rows_read
+            else 0.0,
+            defaults_used=defaults_used.get(f.name, 0),
+            lenient_fills=lenient.get(f.name, 0),
+        )
+        if f.name in plan.stage.checksum_columns:
+            src = sent.get(f.name, [0, 0])
+            mv = moved_cs.get(f.name, [0, 0])
+            cm.checksum_source = [int(src[0]) - int(mv[0]), int(src[1]) - int(mv[1])]
+            cm.checksum_target = [int(x) for x in prof["checksums"][f.name]]
+            cm.checksum_match = cm.checksum_source == cm.checksum_target
+            if not cm.checksum_match:
+                report.failure_reasons.append(
+                    f"{t}.{f.name}: checksum source {cm.checksum_source} != "
+                    f"target {cm.checksum_target}"
+                )
+        present = loaded - nulls
+        cm.dqmi = {
+            "completeness": _pct(present, loaded),
+            "validity": _pct(tr.rows_read - cm.rejects, tr.rows_read),
+        }
+        if fm is not None:
+            completeness.append(cm.dqmi["completeness"])
+            validity.append(cm.dqmi["validity"])
+        if f.name in plan.crosswalk_defaults:
+            cm.dqmi["default_use"] = round(
+                100.0 - _pct(present - cm.defaults_used, present), 4
+            )
+            default_use.append(cm.dqmi["default_use"])
+        tr.columns.append(cm)
+    tr.dqmi = {
+        "coverage": _pct(tr.rows_loaded, tr.source_rows),
+        "completeness": round(sum(completeness) / len(completeness), 4)
+        if completeness
+        else 100.0,
+        "validity": _pct(tr.rows_read - tr.rows_rejected, tr.rows_read),
+        "default_use": round(sum(default_use) / len(default_use), 4)
+        if default_use
+        else 0.0,
+    }

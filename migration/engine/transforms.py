@@ -1,0 +1,307 @@
+"""Registry of named, pure, vectorised transforms (no eval).
+
+A transform takes a pandas Series (``concat`` takes several) and its
+arguments and returns a :class:`StepResult`: the new values plus, when some
+rows could not be transformed, a mask of those rows and the reject reason.
+A failing row never raises; it becomes a reject with a reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+
+from migration.engine.crosswalk import Crosswalk
+from migration.engine.errors import ContractError
+
+TEXT = "string[pyarrow]"
+HOROLOG_EPOCH = np.datetime64("1840-12-31", "D")
+#: $HOROLOG day numbers beyond this are not dates (year > 9999).
+HOROLOG_MAX = 2_980_000
+
+
+@dataclass
+class StepResult:
+    """Values after one step, plus the rows the step failed and why."""
+
+    values: pd.Series
+    failed: pd.Series | None = None
+    reason: str | None = None
+    crosswalk: tuple[str, str] | None = None
+    defaults_filled: int = 0
+
+
+@dataclass(frozen=True)
+class TransformContext:
+    """What transforms may read besides their input: crosswalks by id."""
+
+    crosswalks: Mapping[str, Crosswalk] = field(default_factory=dict)
+
+
+TransformFn = Callable[..., StepResult]
+
+
+@dataclass(frozen=True)
+class TransformDef:
+    """A registered transform: function, required and optional arguments."""
+
+    name: str
+    fn: TransformFn
+    required: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()
+    multi_input: bool = False
+
+
+REGISTRY: dict[str, TransformDef] = {}
+
+
+def register(
+    name: str,
+    *,
+    required: tuple[str, ...] = (),
+    optional: tuple[str, ...] = (),
+    multi_input: bool = False,
+) -> Callable[[TransformFn], TransformFn]:
+    """Return a decorator registering a transform under ``name``."""
+
+    def deco(fn: TransformFn) -> TransformFn:
+        REGISTRY[name] = TransformDef(name, fn, required, optional, multi_input)
+        return fn
+
+    return deco
+
+
+def as_text(values: pd.Series) -> pd.Series:
+    """Return ``values`` as nullable pyarrow strings (integral floats as ints)."""
+    if values.dtype == TEXT:
+        return values
+    if pd.api.types.is_float_dtype(values.dtype):
+        # A NULL in an INTEGER column turns the chunk into float64: "12.0"
+        # must still read as "12".
+        nonnull = values.dropna()
+        if bool((nonnull == np.floor(nonnull)).all()):
+            values = values.astype("Int64")
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return values.dt.strftime("%Y-%m-%d").astype(TEXT)
+    return values.astype(TEXT)
+
+
+def _blank_to_na(text: pd.Series) -> pd.Series:
+    return text.mask(text.str.strip() == "")
+
+
+def check_args(name: str, args: Mapping[str, Any]) -> TransformDef:
+    """Return the definition of ``name``; raises ContractError on bad arguments."""
+    tdef = REGISTRY.get(name)
+    if tdef is None:
+        raise ContractError(f"unknown transform {name!r}")
+    missing = [a for a in tdef.required if a not in args]
+    unknown = [a for a in args if a not in tdef.required + tdef.optional]
+    if missing or unknown:
+        raise ContractError(
+            f"transform {name!r}: missing args {missing}, unknown args {unknown}"
+        )
+    return tdef
+
+
+def apply_chain(
+    inputs: Sequence[pd.Series],
+    steps: Sequence[tuple[str, Mapping[str, Any]]],
+    ctx: TransformContext,
+) -> tuple[pd.Series, list[StepResult]]:
+    """Apply ``steps`` to ``inputs``; returns final values and per-step results."""
+    results: list[StepResult] = []
+    if len(inputs) > 1:
+        if not steps or not check_args(steps[0][0], steps[0][1]).multi_input:
+            raise ContractError("several source columns need a combining first step")
+        res = REGISTRY[steps[0][0]].fn(list(inputs), ctx=ctx, **steps[0][1])
+        results.append(res)
+        values = res.values
+        steps = steps[1:]
+    else:
+        values = inputs[0]
+    for name, args in steps:
+        tdef = check_args(name, args)
+        res = tdef.fn([values] if tdef.multi_input else values, ctx=ctx, **args)
+        results.append(res)
+        values = res.values
+    return values, results
+
+
+# -- text ---------------------------------------------------------------------
+
+
+@register("trim")
+def trim(values: pd.Series, *, ctx: TransformContext) -> StepResult:
+    """Return values without leading/trailing whitespace."""
+    return StepResult(as_text(values).str.strip())
+
+
+@register("upper")
+def upper(values: pd.Series, *, ctx: TransformContext) -> StepResult:
+    """Return values upper-cased."""
+    return StepResult(as_text(values).str.upper())
+
+
+@register("lower")
+def lower(values: pd.Series, *, ctx: TransformContext) -> StepResult:
+    """Return values lower-cased."""
+    return StepResult(as_text(values).str.lower())
+
+
+@register("title")
+def title(values: pd.Series, *, ctx: TransformContext) -> StepResult:
+    """Return values title-cased."""
+    return StepResult(as_text(values).str.title())
+
+
+@register("null_if_empty")
+def null_if_empty(values: pd.Series, *, ctx: TransformContext) -> StepResult:
+    """Return values with '' and all-blank strings as NULL (Caché N/E)."""
+    return StepResult(_blank_to_na(as_text(values)))
+
+
+@register("concat", optional=("sep",), multi_input=True)
+def concat(
+    values: list[pd.Series], *, ctx: TransformContext, sep: str = " "
+) -> StepResult:
+    """Return the non-null inputs joined with ``sep`` (NULL when all are NULL)."""
+    parts = [_blank_to_na(as_text(v)) for v in values]
+    out = parts[0]
+    for nxt in parts[1:]:
+        both = out.notna() & nxt.notna()
+        joined = out.str.cat(nxt, sep=sep)
+        out = joined.where(both, out.fillna(nxt))
+    return StepResult(out.astype(TEXT))
+
+
+@register("split", required=("sep", "index"))
+def split(
+    values: pd.Series, *, ctx: TransformContext, sep: str, index: int
+) -> StepResult:
+    """Return part ``index`` of each value split on ``sep`` (NULL if absent)."""
+    parts = as_text(values).astype(object).str.split(sep, regex=False)
+    return StepResult(parts.str[int(index)].astype(TEXT))
+
+
+@register("default", required=("value",))
+def default(values: pd.Series, *, ctx: TransformContext, value: Any) -> StepResult:
+    """Return values with NULLs replaced by ``value``."""
+    return StepResult(values.fillna(value))
+
+
+@register("constant", required=("value",))
+def constant(values: pd.Series, *, ctx: TransformContext, value: Any) -> StepResult:
+    """Return ``value`` for every row."""
+    return StepResult(pd.Series(value, index=values.index).astype(TEXT))
+
+
+# -- dates --------------------------------------------------------------------
+
+
+def _to_date(parsed: pd.Series) -> pd.Series:
+    return parsed.dt.normalize().astype("datetime64[s]")
+
+
+@register("date_parse", required=("format",), optional=("reason",))
+def date_parse(
+    values: pd.Series,
+    *,
+    ctx: TransformContext,
+    format: str,
+    reason: str = "date_unparseable",
+) -> StepResult:
+    """Return dates parsed with ``format``; unparseable non-blank -> reject."""
+    text = _blank_to_na(as_text(values)).str.strip()
+    parsed = pd.to_datetime(text.astype(object), format=format, errors="coerce")
+    failed = text.notna() & parsed.isna()
+    return StepResult(_to_date(parsed), failed.astype(bool), reason)
+
+
+@register("datetime_parse", required=("format",), optional=("reason",))
+def datetime_parse(
+    values: pd.Series,
+    *,
+    ctx: TransformContext,
+    format: str,
+    reason: str = "date_unparseable",
+) -> StepResult:
+    """Return timestamps parsed with ``format``; unparseable non-blank -> reject."""
+    text = _blank_to_na(as_text(values)).str.strip()
+    parsed = pd.to_datetime(text.astype(object), format=format, errors="coerce")
+    failed = text.notna() & parsed.isna()
+    return StepResult(parsed.astype("datetime64[s]"), failed.astype(bool), reason)
+
+
+@register("horolog_to_date", optional=("reason",))
+def horolog_to_date(
+    values: pd.Series, *, ctx: TransformContext, reason: str = "date_unparseable"
+) -> StepResult:
+    """Return Caché $HOROLOG day numbers (1 = 1841-01-01) as dates."""
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        num = pd.to_numeric(values, errors="coerce")
+        present = values.notna()
+    else:
+        text = _blank_to_na(as_text(values)).str.strip()
+        present = text.notna()
+        num = pd.to_numeric(text.astype(object), errors="coerce")
+    num = num.astype("float64")
+    ok = num.notna() & (num == np.floor(num)) & (num >= 0) & (num <= HOROLOG_MAX)
+    days = num.where(ok, 0).astype("int64").to_numpy()
+    dates = HOROLOG_EPOCH + days.astype("timedelta64[D]")
+    out = pd.Series(dates.astype("datetime64[s]"), index=values.index)
+    out = out.where(ok)
+    failed = present & ~ok
+    return StepResult(out, failed.astype(bool), reason)
+
+
+# -- integers -----------------------------------------------------------------
+
+
+@register("to_integer", optional=("reason",))
+def to_integer(
+    values: pd.Series, *, ctx: TransformContext, reason: str = "integer_unparseable"
+) -> StepResult:
+    """Return values as nullable integers; non-integral non-blank -> reject."""
+    text = _blank_to_na(as_text(values)).str.strip()
+    num = pd.to_numeric(text.astype(object), errors="coerce").astype("float64")
+    ok = num.notna() & (num == np.floor(num))
+    failed = text.notna() & ~ok
+    return StepResult(num.where(ok).astype("Int64"), failed.astype(bool), reason)
+
+
+# -- NHS identifiers ----------------------------------------------------------
+
+
+@register("nhs_number_normalise")
+def nhs_number_normalise(values: pd.Series, *, ctx: TransformContext) -> StepResult:
+    """Return NHS numbers without spaces or hyphens (validity is a rule, not this)."""
+    text = as_text(values).str.replace(r"[\s\-]", "", regex=True)
+    return StepResult(_blank_to_na(text))
+
+
+@register("postcode_normalise")
+def postcode_normalise(values: pd.Series, *, ctx: TransformContext) -> StepResult:
+    """Return postcodes upper-cased with one space before the inward code."""
+    text = _blank_to_na(as_text(values).str.upper().str.replace(r"\s", "", regex=True))
+    spaced = text.str.slice(0, -3) + " " + text.str.slice(-3)
+    return StepResult(spaced.where(text.str.len() >= 5, text).astype(TEXT))
+
+
+# -- crosswalk ----------------------------------------------------------------
+
+
+@register("crosswalk", required=("id",), optional=("mode",))
+def crosswalk(
+    values: pd.Series, *, ctx: TransformContext, id: str, mode: str = "strict"
+) -> StepResult:
+    """Return national codes; strict miss -> reject ``crosswalk_miss``."""
+    xw = ctx.crosswalks.get(id)
+    if xw is None:
+        raise ContractError(f"unknown crosswalk {id!r}")
+    mapped, miss, filled = xw.apply(as_text(values), mode)
+    return StepResult(mapped, miss, "crosswalk_miss", (xw.id, xw.version), filled)
