@@ -1,0 +1,433 @@
+"""What the flat-extract kinds (csv, json) share: one table per file, a first
+pass that validates the encoding (byte offset of the first bad byte) and the
+structure (line number of the first malformed record) and infers column types,
+and the Source port over a stream of DataFrames.
+
+A file is never silently skipped or partially read: a malformed record, a
+wrong encoding or a file that is not sorted by the requested key raises
+TerminalError naming the connector, the file and the line or byte offset.
+
+Framework-free: no Django import.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import re
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import pandas as pd
+import pyarrow as pa
+from pydantic import Field
+
+from connectors.governor import Governor
+from connectors.kinds.base import CheckResult, KindConfig, frame_from_rows
+from connectors.kinds.profiling import Profiler, TableProfile
+from migration.engine.errors import EngineError, TerminalError
+from migration.engine.ports import ColumnInfo, TableInfo
+
+__all__ = ["FileConfig", "FileSource", "check_encoding"]
+
+TypeName = Literal["integer", "float", "text", "boolean"]
+_INT = re.compile(r"^-?(0|[1-9]\d{0,8})$")  # 10+ digits stay text: NHS numbers
+_FLOAT = re.compile(r"^-?(\d+\.\d*|\.\d+|\d+)([eE][-+]?\d+)?$")
+_ARROW = {"integer": pa.int64(), "float": pa.float64(), "text": pa.string(),
+          "boolean": pa.bool_()}  # fmt: skip
+_DECLARED = {
+    "integer": "INTEGER",
+    "float": "REAL",
+    "text": "TEXT",
+    "boolean": "BOOLEAN",
+}
+
+
+class FileConfig(KindConfig):
+    """Config shared by the flat-file kinds."""
+
+    path: str = Field(
+        min_length=1, description="folder of <table>.<ext> files, or one file"
+    )
+    encoding: str = "utf-8"
+    infer_types: bool = True
+    #: Explicit types per table and column, overriding inference.
+    column_types: dict[str, dict[str, TypeName]] = Field(default_factory=dict)
+
+    def model_post_init(self, __context: Any) -> None:
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ValueError(f"unknown encoding {self.encoding!r}") from None
+
+
+def check_encoding(path: Path, encoding: str, *, block: int = 1 << 20) -> None:
+    """Decode the whole file; raise TerminalError with the first bad byte's offset."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    base = 0  # bytes fully handed to the decoder before this block
+    newlines = 0
+    with open(path, "rb") as fh:
+        while True:
+            data = fh.read(block)
+            final = not data
+            pending = decoder.getstate()[0]
+            try:
+                decoder.decode(data, final=final)
+            except UnicodeDecodeError as exc:
+                # exc.start is relative to pending + data.
+                offset = base - len(pending) + exc.start
+                with open(path, "rb") as again:
+                    head = again.read(offset + 1)
+                bad = head[offset : offset + 1]
+                line = head.count(b"\n", 0, offset) + 1
+                raise TerminalError(
+                    f"{path.name} is not valid {encoding}: byte 0x{bad.hex()} at "
+                    f"offset {offset} (line {line})"
+                ) from None
+            if final:
+                return
+            newlines += data.count(b"\n")
+            base += len(data)
+
+
+@dataclass(frozen=True)
+class _Scan:
+    stamp: tuple[float, int]
+    columns: tuple[str, ...]
+    types: dict[str, str]
+    rows: int
+
+
+class FileSource(ABC):
+    """A read-only source over one file per table (no SQL: no guard needed)."""
+
+    kind: ClassVar[str] = "file"
+    extensions: ClassVar[tuple[str, ...]] = ()
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(
+        self,
+        config: FileConfig,
+        *,
+        name: str = "connector",
+        governor: Governor | None = None,
+    ) -> None:
+        self.config = config
+        self.name = name
+        self.governor = governor or Governor(name, config.governor)
+        self._scans: dict[str, _Scan] = {}
+
+    # ---------------------------------------------------------- to implement
+
+    @abstractmethod
+    def _records(
+        self, path: Path, batch: int
+    ) -> Iterator[tuple[list[str], list[list[Any]]]]:
+        """Yield (column names, rows) batches of raw values; raise on bad records."""
+
+    # -------------------------------------------------------------- helpers
+
+    def _err(self, text: str) -> TerminalError:
+        return TerminalError(f"{self.kind} connector {self.name!r}: {text}")
+
+    def connect(self) -> FileSource:
+        """Check that the path exists (files are opened per read)."""
+        if not Path(self.config.path).exists():
+            raise self._err(f"path {self.config.path} does not exist")
+        return self
+
+    def close(self) -> None:
+        """Nothing to close (files are opened per read)."""
+
+    def __enter__(self) -> FileSource:
+        return self.connect()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} {self.config!r}>"
+
+    def _files(self) -> dict[str, Path]:
+        root = Path(self.config.path)
+        if root.is_file():
+            return {root.stem: root}
+        if not root.is_dir():
+            raise self._err(f"path {root} does not exist")
+        out: dict[str, Path] = {}
+        for p in sorted(root.iterdir()):
+            if p.is_file() and p.suffix.lower() in self.extensions:
+                out.setdefault(p.stem, p)
+        return out
+
+    def _path(self, table: str) -> Path:
+        path = self._files().get(table)
+        if path is None:
+            raise self._err(f"table {table!r} not found (no file for it)")
+        return path
+
+    def _scan(self, table: str) -> _Scan:
+        path = self._path(table)
+        st = path.stat()
+        stamp = (st.st_mtime, st.st_size)
+        cached = self._scans.get(table)
+        if cached is not None and cached.stamp == stamp:
+            return cached
+        try:
+            check_encoding(path, self.config.encoding)
+        except TerminalError as exc:
+            raise self._err(str(exc)) from None
+        columns, seen, rows = self._scan_file(path)
+        forced = self.config.column_types.get(table, {})
+        types = {}
+        for c in columns:
+            if c in forced:
+                types[c] = forced[c]
+            elif not self.config.infer_types:
+                types[c] = "text"
+            else:
+                types[c] = _resolve(seen[c])
+        scan = _Scan(stamp, tuple(columns), types, rows)
+        self._scans[table] = scan
+        return scan
+
+    def _scan_file(self, path: Path) -> tuple[list[str], dict[str, set[str]], int]:
+        """Return column names, the value kinds seen per column, and the row count."""
+        columns: list[str] = []
+        seen: dict[str, set[str]] = {}
+        rows = 0
+        for names, batch in self._records(path, 50_000):
+            for n in names:
+                if n not in seen:
+                    columns.append(n)
+                    seen[n] = set()
+            for i, n in enumerate(names):
+                kinds = seen[n]
+                for row in batch:
+                    kinds.add(_kind(row[i]))
+            rows += len(batch)
+        return columns, seen, rows
+
+    def _frames(self, table: str, batch: int) -> Iterator[pd.DataFrame]:
+        scan = self._scan(table)
+        path = self._path(table)
+        if (path.stat().st_mtime, path.stat().st_size) != scan.stamp:
+            raise self._err(f"{path.name} changed while being read")
+        cols = list(scan.columns)
+        types = [_ARROW[scan.types[c]] for c in cols]
+        for names, rows in self._records(path, batch):
+            if names != cols:  # JSON: keys differ per record -> align
+                idx = {n: i for i, n in enumerate(names)}
+                rows = [[r[idx[c]] if c in idx else None for c in cols] for r in rows]
+            rows = [[_coerce(v, scan.types[c]) for v, c in zip(r, cols, strict=True)]
+                    for r in rows]  # fmt: skip
+            yield frame_from_rows(rows, cols, types)
+
+    def _info(self, table: str) -> TableInfo:
+        scan = self._scan(table)
+        return TableInfo(
+            name=table,
+            columns=tuple(
+                ColumnInfo(name=c, type=_DECLARED[scan.types[c]], nullable=True)
+                for c in scan.columns
+            ),
+            row_count=scan.rows,
+        )
+
+    # --------------------------------------------------------------- public
+
+    def check(self) -> CheckResult:
+        """Return whether the files are there and readable (and valid)."""
+        t0 = time.monotonic()
+        try:
+            self.connect()
+            files = self._files()
+            for table in files:
+                self._scan(table)
+        except EngineError as exc:
+            return CheckResult(
+                connector=self.name, kind=self.kind, ok=False,
+                reachable=Path(self.config.path).exists(), authenticated=False,
+                can_write=None, read_only_session=False,
+                latency_ms=round((time.monotonic() - t0) * 1000, 1),
+                problems=(str(exc),),
+            )  # fmt: skip
+        return CheckResult(
+            connector=self.name,
+            kind=self.kind,
+            ok=True,
+            reachable=True,
+            authenticated=True,
+            can_write=False,  # this kind never writes
+            read_only_session=True,
+            server=f"{len(files)} file(s)",
+            latency_ms=round((time.monotonic() - t0) * 1000, 1),
+            details={
+                "files_writable": any(os.access(p, os.W_OK) for p in files.values())
+            },
+        )
+
+    def discover(self) -> list[TableInfo]:
+        """Return one table per file with inferred column types and row counts."""
+        self.connect()
+        return [self._info(t) for t in sorted(self._files())]
+
+    def count(self, table: str) -> int:
+        """Return the number of records in the table's file."""
+        return self._scan(table).rows
+
+    def sample(self, table: str, n: int = 100, page: int = 0) -> pd.DataFrame:
+        """Return records page*n .. page*n+n-1 in file order."""
+        n = self.governor.row_cap(n)
+        skip = int(page) * n
+        out: list[pd.DataFrame] = []
+        got = 0
+        for frame in self._frames(table, max(n, 1000)):
+            if skip >= len(frame):
+                skip -= len(frame)
+                continue
+            frame = frame.iloc[skip:]
+            skip = 0
+            out.append(frame.head(n - got))
+            got += len(out[-1])
+            if got >= n:
+                break
+        if not out:
+            scan = self._scan(table)
+            cols = list(scan.columns)
+            return frame_from_rows([], cols, [_ARROW[scan.types[c]] for c in cols])
+        return pd.concat(out, ignore_index=True)
+
+    def profile(self, table: str, max_rows: int | None = None) -> TableProfile:
+        """Return per-column statistics (one streamed pass)."""
+        scan = self._scan(table)
+        prof = Profiler(table, {c: _DECLARED[t] for c, t in scan.types.items()})
+        seen = 0
+        capped = False
+        for frame in self._frames(table, self.governor.page_size(None)):
+            if max_rows is not None and seen + len(frame) > max_rows:
+                frame = frame.head(max_rows - seen)
+                capped = True
+            prof.add(frame)
+            seen += len(frame)
+            if capped:
+                break
+        return prof.result(capped=capped)
+
+    def read_chunks(
+        self,
+        table: str,
+        columns: Sequence[str],
+        order_key: str,
+        after_key: Any | None = None,
+        chunk_size: int = 50_000,
+        upto_key: Any | None = None,
+    ) -> Iterator[pd.DataFrame]:
+        """Yield chunks with key in (after_key, upto_key]; the file must be sorted."""
+        scan = self._scan(table)
+        missing = [c for c in [*columns, order_key] if c not in scan.columns]
+        if missing:
+            raise self._err(f"unknown column(s) {', '.join(missing)} in {table!r}")
+        size = self.governor.page_size(chunk_size)
+        after = after_key.item() if hasattr(after_key, "item") else after_key
+        upto = upto_key.item() if hasattr(upto_key, "item") else upto_key
+        cols = list(columns)
+        last: Any = None
+        pending: list[pd.DataFrame] = []
+        pending_rows = 0
+        line = 0
+        for frame in self._frames(table, size):
+            keys = frame[order_key]
+            if keys.isna().any():
+                raise self._err(f"{table}: order key {order_key!r} has empty values")
+            if len(keys) and (
+                not keys.is_monotonic_increasing
+                or not keys.is_unique
+                or (last is not None and not keys.iloc[0] > last)
+            ):
+                raise self._err(
+                    f"{self._path(table).name} is not sorted by unique {order_key!r} "
+                    f"(near record {line + 1}); sort the extract or load it into SQLite"
+                )
+            line += len(frame)
+            if len(keys):
+                last = keys.iloc[-1]
+            mask = pd.Series(True, index=frame.index)
+            if after is not None:
+                mask &= keys > after
+            if upto is not None:
+                mask &= keys <= upto
+            part = frame.loc[mask, cols]
+            if len(part):
+                pending.append(part)
+                pending_rows += len(part)
+            while pending_rows >= size:
+                block = pd.concat(pending, ignore_index=True)
+                yield block.iloc[:size].reset_index(drop=True)
+                rest = block.iloc[size:]
+                pending, pending_rows = ([rest], len(rest)) if len(rest) else ([], 0)
+            if upto is not None and last is not None and last > upto:
+                break
+        if pending_rows:
+            yield pd.concat(pending, ignore_index=True)
+
+    def query(self, sql: str, max_rows: int | None = None) -> pd.DataFrame:
+        """File kinds run no SQL; raises TerminalError."""
+        raise self._err("this kind has no SQL: use sample/read_chunks")
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        if value == "":
+            return "empty"
+        if _INT.match(value):
+            return "integer"
+        if _FLOAT.match(value):
+            return "float"
+        return "text"
+    return "text"
+
+
+def _resolve(kinds: set[str]) -> str:
+    k = kinds - {"null", "empty"}
+    if "empty" in kinds and k & {"integer", "float"}:
+        return "text"  # '' in a numeric column: keep the distinction, keep text
+    if not k:
+        return "text"
+    if k <= {"integer"}:
+        return "integer"
+    if k <= {"integer", "float"} and "float" in k:
+        return "float"
+    if k == {"boolean"}:
+        return "boolean"
+    return "text"
+
+
+def _coerce(value: Any, typ: str) -> Any:
+    if value is None:
+        return None
+    if typ == "integer":
+        return int(value)
+    if typ == "float":
+        return float(value)
+    if typ == "boolean":
+        return bool(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (dict, list)):
+        import json
+
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
