@@ -11,6 +11,7 @@ from .generator import (
     BATCH_PATIENTS,
     MAX_PATIENTS,
     Context,
+    build_reference,
     generate_batch,
     iso,
     reference_rows,
@@ -106,7 +107,6 @@ def generate(
     manifest_path = manifest_path or os.path.join(out, MANIFEST_FILE)
     manifest_dir = os.path.dirname(os.path.abspath(manifest_path))
     pools = build_pools(seed)
-    from .generator import build_reference
 
     try:
         ctx = Context(

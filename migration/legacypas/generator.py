@@ -739,6 +739,8 @@ class _BatchBuilder:
             end = p.deceased if p.deceased is not None else ctx.extract - 1
             days = []
             for _ in range(n):
+                if end < start:
+                    continue  # died just before the activity window opens
                 if p.deceased is None and rnd.random() < 0.12:
                     days.append(ctx.extract + rnd.randint(1, 180))
                 else:

@@ -225,7 +225,8 @@ class PostgresWriter(Writer):
             # server memory); the temporary schema name keeps it invisible.
             self.conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=5)
         except psycopg.Error as e:
-            reason = _redact(str(e).strip().splitlines()[-1], password)
+            lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+            reason = _redact("; ".join(lines), password)
             raise GeneratorError(
                 f"cannot connect to PostgreSQL at {where}: {reason}"
             ) from None
