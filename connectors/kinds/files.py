@@ -140,7 +140,7 @@ class FileSource(ABC):
             raise self._err(f"path {self.config.path} does not exist")
         return self
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - files are opened per read
         """Nothing to close (files are opened per read)."""
 
     def __enter__(self) -> FileSource:

@@ -323,6 +323,22 @@ class OdbcSource(SqlSource):
             for g, p in f.itertuples(index=False)
         )
 
+    def _mariadb_fks(self) -> dict[str, list[ForeignKey]]:
+        # MariaDB's SQLForeignKeys reads REFERENTIAL_CONSTRAINTS, which hides
+        # the constraints of tables a SELECT-only account merely reads;
+        # KEY_COLUMN_USAGE still shows them.
+        db = (self.config.database or "").replace("'", "''")
+        frames = self._run(
+            "SELECT TABLE_NAME, CONSTRAINT_NAME, COLUMN_NAME, ORDINAL_POSITION, "
+            "REFERENCED_TABLE_NAME, REFERENCED_COLUMN_NAME FROM "
+            f"information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = '{db}' "
+            "AND REFERENCED_TABLE_NAME IS NOT NULL",
+            "discover",
+            batch=10_000,
+            catalog=True,
+        )
+        return _group_fks([tuple(r) for f in frames for r in f.itertuples(index=False)])
+
     def _catalog_args(self) -> dict[str, Any]:
         args: dict[str, Any] = {}
         if self.family == "mariadb":
@@ -346,6 +362,7 @@ class OdbcSource(SqlSource):
                 if not str(r.table_name).lower().startswith("sqlite_")
             ]
             tables = []
+            extra_fks = self._mariadb_fks() if self.family == "mariadb" else {}
             for name in sorted(names):
                 rows = cur.columns(table=name, **where).fetchall()
                 cols = sorted(rows, key=lambda r: r.ordinal_position)
@@ -365,6 +382,8 @@ class OdbcSource(SqlSource):
                     )
                     for g in groups.values()
                 )
+                if not fks:
+                    fks = tuple(extra_fks.get(name, ()))
                 tables.append(
                     TableInfo(
                         name=str(name),
@@ -385,6 +404,24 @@ class OdbcSource(SqlSource):
             return tables
         finally:
             cur.close()
+
+
+def _group_fks(rows: list[tuple[Any, ...]]) -> dict[str, list[ForeignKey]]:
+    """Return FKs per table from (table, name, column, pos, ref_table, ref_col) rows."""
+    groups: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+    for r in rows:
+        groups.setdefault((str(r[0]), str(r[1])), []).append(r)
+    out: dict[str, list[ForeignKey]] = {}
+    for (table, _), g in groups.items():
+        g = sorted(g, key=lambda r: int(r[3]))
+        out.setdefault(table, []).append(
+            ForeignKey(
+                columns=tuple(str(r[2]) for r in g),
+                ref_table=str(g[0][4]),
+                ref_columns=tuple(str(r[5]) for r in g),
+            )
+        )
+    return out
 
 
 def _fk_args(where: dict[str, Any]) -> dict[str, Any]:
