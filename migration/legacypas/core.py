@@ -133,8 +133,8 @@ def generate(
             os.makedirs(manifest_dir, exist_ok=True)
         except OSError as e:
             raise GeneratorError(f"cannot create {manifest_dir}: {e}") from e
-    writer.open()
     try:
+        writer.open()
         for name, rows in reference_rows(ctx).items():
             writer.write(TABLES_BY_NAME[name], rows)
             manifest.tables[name] += len(rows)

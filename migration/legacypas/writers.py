@@ -212,14 +212,19 @@ class PostgresWriter(Writer):
 
         try:
             info = conninfo_to_dict(self.dsn)
-        except psycopg.Error as e:
-            raise GeneratorError("invalid PostgreSQL DSN (could not parse it)") from e
+        except psycopg.Error:
+            info = None
+        if info is None:
+            # Raised outside the except block: the driver error quotes the DSN
+            # and must not ride along as __context__.
+            raise GeneratorError("invalid PostgreSQL DSN (could not parse it)")
         where = (
             f"{info.get('host', 'localhost')}:{info.get('port', 5432)}"
             f"/{info.get('dbname', '')}"
         )
         self.target = f"PostgreSQL {where} schema {self.schema}"
         password = str(info.get("password") or "") or None
+        reason = None
         try:
             # autocommit: each COPY batch commits on its own (bounded WAL and
             # server memory); the temporary schema name keeps it invisible.
@@ -227,9 +232,8 @@ class PostgresWriter(Writer):
         except psycopg.Error as e:
             lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
             reason = _redact("; ".join(lines), password)
-            raise GeneratorError(
-                f"cannot connect to PostgreSQL at {where}: {reason}"
-            ) from None
+        if reason is not None:  # raised here so no driver error is chained
+            raise GeneratorError(f"cannot connect to PostgreSQL at {where}: {reason}")
         with self.conn.cursor() as cur:
             cur.execute(f'DROP SCHEMA IF EXISTS "{self.tmp}" CASCADE')
             cur.execute(f'CREATE SCHEMA "{self.tmp}"')
@@ -301,6 +305,7 @@ class MariaDBWriter(Writer):
             raise GeneratorError("invalid MariaDB DSN: bad port") from e
         password = unquote(parts.password) if parts.password else None
         self.target = f"MariaDB {host}:{port} database {self.database}"
+        reason = None
         try:
             self.conn = pymysql.connect(
                 host=host,
@@ -313,9 +318,10 @@ class MariaDBWriter(Writer):
             )
         except pymysql.MySQLError as e:
             reason = _redact(str(e.args[-1]) if e.args else str(e), password)
+        if reason is not None:  # raised here so no driver error is chained
             raise GeneratorError(
                 f"cannot connect to MariaDB at {host}:{port}: {reason}"
-            ) from None
+            )
         with self.conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{self.tmp}`")
             # utf8mb4_bin: exact, case-sensitive comparisons like SQLite and
