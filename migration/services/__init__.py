@@ -1,0 +1,1 @@
+"""Write services of the migration app, one module per entity group."""

@@ -1,0 +1,290 @@
+"""Run state machine: queued → running → succeeded | failed | cancelled.
+
+Every transition is one atomic function that writes its audit event in the same
+transaction. Workers claim a run with a conditional UPDATE (exactly one of two
+simultaneous claims wins) and hold a lease they renew with heartbeats; a run
+whose lease expired is either re-claimed by a re-delivered task or marked failed
+by the stale-run schedule, and can be resumed: the engine continues from its
+checkpoints, so nothing is lost or duplicated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from connectors.models import Connector, ConnectorRole
+from governance import audit
+from governance.access import user_has_project_perm
+from migration.models import Contract, Run, RunState
+from migration.signals import run_finished, run_superseded
+
+TERMINAL = {RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED}
+PROFILES = ("development", "pre_production", "cutover_ready")
+
+
+def _enqueue(run_id: int) -> None:
+    from django_q.tasks import async_task
+
+    # Ids only: task arguments are pickled into the broker.
+    async_task("migration.tasks.run_execute", run_id, task_name=f"run-{run_id}")
+
+
+def _require(
+    actor: Any, project: Any, perm: str, action: str, target: Any = None
+) -> None:
+    if actor is not None and not isinstance(actor, str):
+        if not user_has_project_perm(actor, project, perm):
+            raise audit.refuse(
+                actor=actor,
+                action=action,
+                target=target,
+                project=project,
+                reason=f"you need the {perm} permission on this project",
+                code="forbidden",
+            )
+
+
+def run_start(
+    *,
+    actor: Any,
+    contract: Contract,
+    source: Connector,
+    target: Connector,
+    profile: str = "development",
+    as_of: dt.date | None = None,
+) -> Run:
+    """Create a queued run and enqueue its execution on commit; return it.
+
+    Raises Refused (audited) without the start_run permission, for connectors
+    of the wrong role or another project, or an unknown gate profile.
+    """
+    project = contract.project
+    _require(actor, project, "start_run", "migration.run.start_refused", contract)
+    problem = ""
+    if source.project_id != project.pk or target.project_id != project.pk:
+        problem = "the connectors must belong to the contract's project"
+    elif source.role != ConnectorRole.SOURCE:
+        problem = f"connector {source.name!r} is not a source"
+    elif target.role != ConnectorRole.TARGET:
+        problem = f"connector {target.name!r} is not a target"
+    elif profile not in PROFILES:
+        problem = f"unknown gate profile {profile!r}; use one of {', '.join(PROFILES)}"
+    if problem:
+        raise audit.refuse(
+            actor=actor,
+            action="migration.run.start_refused",
+            reason=problem,
+            code="invalid",
+            target=contract,
+        )
+    with transaction.atomic():
+        run = Run.objects.create(
+            project=project,
+            contract=contract,
+            source=source,
+            target=target,
+            profile=profile,
+            as_of=as_of,
+            created_by=None if isinstance(actor, str) or actor is None else actor,
+        )
+        audit.record(
+            actor=actor,
+            action="migration.run.created",
+            target=run,
+            data={
+                "contract": contract.sha256,
+                "source": source.pk,
+                "target": target.pk,
+                "profile": profile,
+            },
+        )
+        transaction.on_commit(lambda: _enqueue(run.pk))
+    return run
+
+
+def run_claim(*, run_id: int, worker: str) -> bool:
+    """Claim a queued run (or one whose lease expired) for ``worker``; True if won.
+
+    One conditional UPDATE: two workers racing for the same run cannot both win.
+    """
+    now = timezone.now()
+    lease = dt.timedelta(seconds=settings.PAS_RUN_LEASE_SECONDS)
+    with transaction.atomic():
+        won = Run.objects.filter(
+            Q(state=RunState.QUEUED)
+            | Q(state=RunState.RUNNING, lease_expires_at__lt=now),
+            pk=run_id,
+            cancel_requested=False,
+        ).update(
+            state=RunState.RUNNING,
+            lease_owner=worker,
+            lease_expires_at=now + lease,
+            heartbeat_at=now,
+            started_at=Coalesce(F("started_at"), now),
+            attempts=F("attempts") + 1,
+            error="",
+        )
+        if won:
+            run = Run.objects.get(pk=run_id)
+            audit.record(
+                actor="worker",
+                action="migration.run.started",
+                target=run,
+                data={"worker": worker, "attempt": run.attempts},
+            )
+    return bool(won)
+
+
+def run_heartbeat(*, run_id: int, worker: str) -> bool:
+    """Renew the lease of a run this worker holds; False if the lease was lost."""
+    now = timezone.now()
+    lease = dt.timedelta(seconds=settings.PAS_RUN_LEASE_SECONDS)
+    return bool(
+        Run.objects.filter(
+            pk=run_id, state=RunState.RUNNING, lease_owner=worker
+        ).update(heartbeat_at=now, lease_expires_at=now + lease)
+    )
+
+
+def run_finish(*, run_id: int, worker: str, state: str, error: str = "") -> bool:
+    """Move a run this worker holds to a terminal state; False if it lost the lease."""
+    with transaction.atomic():
+        updated = Run.objects.filter(
+            pk=run_id, state=RunState.RUNNING, lease_owner=worker
+        ).update(
+            state=state,
+            finished_at=timezone.now(),
+            lease_expires_at=None,
+            error=error[:2000],
+            stage="done" if state == RunState.SUCCEEDED else F("stage"),
+        )
+        if not updated:
+            return False
+        run = Run.objects.select_related("contract").get(pk=run_id)
+        audit.record(
+            actor="worker",
+            action=f"migration.run.{state}",
+            target=run,
+            data={"error": error[:500]} if error else {},
+        )
+        superseded: list[Run] = []
+        if state == RunState.SUCCEEDED:
+            # A newer successful run of the same project into the same target
+            # supersedes older ones: their sign-offs no longer describe the data.
+            superseded = list(
+                Run.objects.filter(
+                    project_id=run.project_id,
+                    target_id=run.target_id,
+                    state=RunState.SUCCEEDED,
+                    superseded_by__isnull=True,
+                ).exclude(pk=run.pk)
+            )
+            for old in superseded:
+                Run.objects.filter(pk=old.pk).update(superseded_by=run)
+                audit.record(
+                    actor="worker",
+                    action="migration.run.superseded",
+                    target=old,
+                    data={"by": run.pk},
+                )
+        transaction.on_commit(lambda: run_finished.send(sender=Run, run=run))
+        for old in superseded:
+            transaction.on_commit(
+                lambda old=old: run_superseded.send(sender=Run, run=old, by=run)
+            )
+    return True
+
+
+def run_cancel(*, actor: Any, run: Run) -> Run:
+    """Cancel a queued run now, or ask a running one to stop at its next chunk.
+
+    Raises Refused (audited) for a run already finished or cancelled.
+    """
+    _require(actor, run.project, "start_run", "migration.run.cancel_refused", run)
+    with transaction.atomic():
+        locked = Run.objects.select_for_update().get(pk=run.pk)
+        if locked.state in TERMINAL or locked.cancel_requested:
+            problem = f"a {locked.state} run cannot be cancelled"
+        else:
+            problem = ""
+            if locked.state == RunState.QUEUED:
+                locked.state = RunState.CANCELLED
+                locked.finished_at = timezone.now()
+            locked.cancel_requested = True
+            locked.save(update_fields=["state", "finished_at", "cancel_requested"])
+            audit.record(
+                actor=actor, action="migration.run.cancel_requested", target=locked
+            )
+    if problem:
+        raise audit.refuse(
+            actor=actor,
+            action="migration.run.cancel_refused",
+            reason=problem,
+            code="illegal_transition",
+            target=run,
+        )
+    return locked
+
+
+def run_resume(*, actor: Any, run: Run) -> Run:
+    """Re-queue a failed or cancelled run; the engine continues from checkpoints.
+
+    Raises Refused (audited) for a queued, running or succeeded run.
+    """
+    _require(actor, run.project, "start_run", "migration.run.resume_refused", run)
+    with transaction.atomic():
+        locked = Run.objects.select_for_update().get(pk=run.pk)
+        if locked.state not in (RunState.FAILED, RunState.CANCELLED):
+            problem = f"a {locked.state} run cannot be resumed"
+        else:
+            problem = ""
+            locked.state = RunState.QUEUED
+            locked.cancel_requested = False
+            locked.finished_at = None
+            locked.save(update_fields=["state", "cancel_requested", "finished_at"])
+            audit.record(actor=actor, action="migration.run.resumed", target=locked)
+            transaction.on_commit(lambda: _enqueue(locked.pk))
+    if problem:
+        raise audit.refuse(
+            actor=actor,
+            action="migration.run.resume_refused",
+            reason=problem,
+            code="illegal_transition",
+            target=run,
+        )
+    return locked
+
+
+def runs_mark_stale(*, grace_seconds: int = 10) -> list[int]:
+    """Fail running runs whose lease expired more than ``grace_seconds`` ago.
+
+    Returns their ids. They can be resumed; the schedule calls this.
+    """
+    cutoff = timezone.now() - dt.timedelta(seconds=grace_seconds)
+    stale: list[int] = []
+    for run in Run.objects.filter(state=RunState.RUNNING, lease_expires_at__lt=cutoff):
+        with transaction.atomic():
+            updated = Run.objects.filter(
+                pk=run.pk, state=RunState.RUNNING, lease_expires_at__lt=cutoff
+            ).update(
+                state=RunState.FAILED,
+                finished_at=timezone.now(),
+                error="worker lost: lease expired without a heartbeat; resume to continue",
+                lease_owner="",
+            )
+            if updated:
+                audit.record(
+                    actor="scheduler",
+                    action="migration.run.worker_lost",
+                    target=run,
+                    data={"lease_owner": run.lease_owner},
+                )
+                stale.append(run.pk)
+    return stale
