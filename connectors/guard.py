@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 
 import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ErrorLevel, ParseError, TokenError
+from sqlglot.tokens import TokenType
 
 from migration.engine.errors import ReadOnlyViolation
 
@@ -49,7 +51,7 @@ ALLOWED_NODES: frozenset[str] = frozenset(
     DataType DataTypeParam Var Interval IntervalSpan Neg Not And Or EQ NEQ GT
     GTE LT LTE NullSafeEQ NullSafeNEQ Is In Between Like ILike Add Sub Mul Div
     IntDiv Mod DPipe Exists Any All Values Filter WithinGroup RespectNulls
-    IgnoreNulls Escape Bracket Collate Cube Rollup GroupingSets
+    IgnoreNulls Escape Bracket Collate Cube Rollup GroupingSets LimitOptions
     """.split()
 )
 
@@ -61,7 +63,7 @@ ALLOWED_FUNCTIONS: frozenset[str] = frozenset(
     PercentileDisc AnyValue First Last FirstValue LastValue NthValue Lag Lead
     RowNumber Rank DenseRank Ntile PercentRank CumeDist
     Upper Lower Trim Substring Length Concat ConcatWs Left Right Pad Initcap
-    Reverse StrPosition RegexpReplace RegexpExtract RegexpLike SplitPart Repeat
+    Reverse StrPosition RegexpReplace RegexpExtract RegexpLike SplitPart
     Ascii Chr Unicode Levenshtein Soundex Replace Translate
     CurrentDate CurrentTimestamp CurrentTime DateAdd DateSub DateDiff DateTrunc
     TimestampTrunc Extract StrToDate StrToTime TimeToStr DateToDateStr
@@ -130,6 +132,11 @@ _REASONS: dict[type[exp.Expression], str] = {
 }
 
 _log = logging.getLogger("pasportal.connectors.guard")
+_EMBEDDED = re.compile(
+    r";\s*(delete|insert|update|merge|drop|alter|create|grant|revoke|truncate|copy|"
+    r"exec|execute|call|set|begin|commit|rollback|do|load|attach|pragma)\b",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -224,7 +231,22 @@ class Guard:
         if not isinstance(top, (exp.Select, exp.SetOperation, exp.Subquery)):
             reason = self._reason(top) or f"top-level {type(top).__name__}"
             raise ReadOnlyViolation(f"refused: {reason} is not a read-only SELECT")
+        self._first_token(sql)
         return top
+
+    def _first_token(self, sql: str) -> None:
+        # Shorthands sqlglot rewrites into a SELECT (``TABLE t``) are refused:
+        # what we check must be what the author wrote.
+        try:
+            tokens = Dialect.get_or_raise(self.dialect).tokenize(sql)
+        except Exception:
+            raise ReadOnlyViolation("refused: statement does not tokenize") from None
+        if not tokens or tokens[0].token_type not in (
+            TokenType.SELECT,
+            TokenType.WITH,
+            TokenType.L_PAREN,
+        ):
+            raise ReadOnlyViolation("refused: statement must start with SELECT or WITH")
 
     def _reason(self, node: exp.Expression) -> str | None:
         for cls, reason in _REASONS.items():
@@ -238,6 +260,16 @@ class Guard:
             reason = self._reason(node)
             if reason is not None:
                 raise ReadOnlyViolation(f"refused: {reason} is not allowed")
+            if isinstance(node, exp.Select) and not node.expressions:
+                raise ReadOnlyViolation("refused: empty select list")
+            if isinstance(node, (exp.Literal, exp.Identifier)) and _EMBEDDED.search(
+                str(node.this)
+            ):
+                # Text that reads as a second statement inside a string or a
+                # quoted name: a lexing differential between us and the server.
+                raise ReadOnlyViolation(
+                    "refused: embedded statement in a string or name"
+                )
             if name in ALLOWED_NODES:
                 continue  # operators (some are Func subclasses in sqlglot)
             if isinstance(node, exp.Func):
