@@ -1,0 +1,358 @@
+"""The benchmark behind ``manage.py bench``: ratios measured side by side.
+
+Everything runs in one invocation on the same generated data, so each figure
+has its baseline beside it (QUALITY.md P1-P5):
+
+- pipeline: the full engine (source read → map → crosswalk → validate → COPY →
+  ledger → publish → reconcile) from the legacy PAS into PostgreSQL, in a
+  child process so its peak RSS is the worker's own;
+- raw COPY: server-side ``COPY FROM`` of the already-clean (published) rows
+  into bare tables;
+- naive pandas: ``read_csv`` + ``DataFrame.to_sql`` of the same source tables;
+- ``count(*)`` of the published tables vs the run's reconciliation time;
+- peak RSS of the pipeline at two sizes (flatness);
+- connector reads (ODBC, JDBC bulk) beside native reads, when available.
+
+No Django here: the management command is a thin wrapper.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+SOURCE_TABLES = [
+    "PA_PatMas",
+    "PA_Adm",
+    "PA_WardStay",
+    "RB_Appointment",
+    "CT_Ward",
+    "CT_Clinic",
+    "CT_CareProv",
+]
+
+
+def ensure_source(
+    work: Path, patients: int, seed: int, fmt: str = "sqlite"
+) -> dict[str, Any]:
+    """Generate (or reuse) the legacy PAS of ``patients`` in ``work``; return its manifest."""
+    from migration.legacypas import generate
+
+    out = work / f"legacy-{fmt}-{patients}-{seed}"
+    manifest = out / "manifest.json"
+    if not manifest.exists():
+        started = time.monotonic()
+        generate(patients=patients, seed=seed, out=str(out), fmt=fmt, defect_rate=0.02)
+        print(
+            f"  generated {patients:,} patients ({fmt}) in {time.monotonic() - started:.1f}s"
+        )
+    return {"dir": out, "manifest": json.loads(manifest.read_text())}
+
+
+def _child(args: list[str]) -> dict[str, Any]:
+    """Run a bench worker in a child process; return its JSON and its peak RSS."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    proc = subprocess.run(  # noqa: S603 (our own module, fixed argv)
+        [sys.executable, "-m", "migration.bench", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench worker failed: {proc.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # ru_maxrss of children is the max over all children so far: only trust it
+    # when it grew; the worker also reports its own peak.
+    result["peak_rss_mb"] = max(
+        result.get("peak_rss_mb", 0.0), (after if after > before else 0) / 1024
+    )
+    return result
+
+
+def worker_pipeline(source_path: str, dsn: str, schema: str) -> dict[str, Any]:
+    """(child) Run the default contract from a SQLite legacy PAS into PostgreSQL."""
+    from connectors.kinds import get_kind
+    from connectors.sinks.postgresql import PostgresSink
+    from migration.engine.contract import contract_from_dict
+    from migration.engine.defaults import default_contract_dict
+    from migration.engine.runner import run_contract
+
+    source = get_kind("sqlite").open({"path": source_path}, name="bench-source")
+    sink = PostgresSink(dsn, schema=schema, unlogged=True)
+    contract = contract_from_dict(default_contract_dict())
+    started = time.monotonic()
+    report = run_contract(contract, source, sink, "bench-run")
+    seconds = time.monotonic() - started
+    sink.close()
+    return {
+        "seconds": seconds,
+        "status": report.status,
+        "source_rows": sum(t.source_rows for t in report.tables),
+        "loaded_rows": sum(t.rows_loaded for t in report.tables),
+        "rejected_rows": sum(t.rows_rejected for t in report.tables),
+        "ledger_balanced": report.ledger_balanced,
+        "timings": report.timings,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def _published_tables(conn: psycopg.Connection[Any], schema: str) -> list[str]:
+    rows = conn.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+        "AND table_type = 'BASE TABLE' AND table_name NOT LIKE '\\_%%' ORDER BY 1",
+        (schema,),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def raw_copy(dsn: str, schema: str, work: Path) -> dict[str, Any]:
+    """Server-side COPY FROM of the published (clean) rows into bare tables."""
+    files = Path(tempfile.mkdtemp(prefix="pas-bench-copy-", dir="/tmp"))
+    files.chmod(0o755)
+    bare = f"{schema}_bare"
+    rows = 0
+    seconds = 0.0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(bare))
+        )
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(bare)))
+        for table in _published_tables(conn, schema):
+            path = files / f"{table}.csv"
+            with (
+                conn.cursor().copy(
+                    sql.SQL("COPY {}.{} TO STDOUT (FORMAT csv)").format(
+                        sql.Identifier(schema), sql.Identifier(table)
+                    )
+                ) as copy,
+                path.open("wb") as fh,
+            ):
+                for data in copy:
+                    fh.write(data)
+            path.chmod(0o644)
+            conn.execute(
+                sql.SQL("CREATE TABLE {}.{} (LIKE {}.{})").format(
+                    sql.Identifier(bare),
+                    sql.Identifier(table),
+                    sql.Identifier(schema),
+                    sql.Identifier(table),
+                )
+            )
+            started = time.monotonic()
+            cur = conn.execute(
+                sql.SQL("COPY {}.{} FROM {} (FORMAT csv)").format(
+                    sql.Identifier(bare), sql.Identifier(table), sql.Literal(str(path))
+                )
+            )
+            seconds += time.monotonic() - started
+            rows += cur.rowcount
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(bare)))
+    shutil.rmtree(files, ignore_errors=True)
+    return {
+        "rows": rows,
+        "seconds": seconds,
+        "rows_per_s": rows / seconds if seconds else 0,
+    }
+
+
+def naive_pandas(csv_dir: Path, dsn: str, schema: str) -> dict[str, Any]:
+    """pandas.read_csv + DataFrame.to_sql (no method, default chunking) of the source."""
+    import pandas as pd
+    from sqlalchemy import create_engine
+
+    engine = create_engine(dsn.replace("postgresql://", "postgresql+psycopg://"))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+        )
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    rows = 0
+    started = time.monotonic()
+    for table in SOURCE_TABLES:
+        frame = pd.read_csv(csv_dir / f"{table}.csv", dtype=str, keep_default_na=False)
+        frame.to_sql(
+            table.lower(), engine, schema=schema, index=False, if_exists="replace"
+        )
+        rows += len(frame)
+    seconds = time.monotonic() - started
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    engine.dispose()
+    return {
+        "rows": rows,
+        "seconds": seconds,
+        "rows_per_s": rows / seconds if seconds else 0,
+    }
+
+
+def count_star(dsn: str, schema: str) -> dict[str, Any]:
+    """Time ``count(*)`` of every published table (the reconciliation baseline)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        started = time.monotonic()
+        total = 0
+        for table in _published_tables(conn, schema):
+            total += conn.execute(
+                sql.SQL("SELECT count(*) FROM {}.{}").format(
+                    sql.Identifier(schema), sql.Identifier(table)
+                )
+            ).fetchone()[0]
+        return {"rows": total, "seconds": time.monotonic() - started}
+
+
+def drop_schema(dsn: str, schema: str) -> None:
+    """Drop a benchmark schema."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+        )
+
+
+def connector_reads(source_path: Path, dsn: str) -> dict[str, Any] | None:
+    """ODBC and JDBC source reads beside native reads (connectors.bench), if present."""
+    try:
+        from connectors import bench as cbench
+    except ImportError:
+        return None
+    runner = getattr(cbench, "run_all", None) or getattr(cbench, "benchmark", None)
+    if runner is None:
+        return None
+    result: dict[str, Any] = runner(sqlite_path=str(source_path), dsn=dsn)
+    return result
+
+
+def run(
+    *,
+    patients: int,
+    seed: int,
+    work: Path,
+    dsn: str = DEFAULT_DSN,
+    rss_patients: tuple[int, ...] = (),
+    with_connectors: bool = True,
+) -> dict[str, Any]:
+    """Run every measurement and return the results with their ratios."""
+    work.mkdir(parents=True, exist_ok=True)
+    tag = f"{os.getpid()}"
+    results: dict[str, Any] = {
+        "patients": patients,
+        "seed": seed,
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+    }
+    print(f"bench: {patients:,} patients")
+    src = ensure_source(work, patients, seed)
+    csv_src = ensure_source(work, patients, seed, fmt="csv")
+    db_path = src["dir"] / "legacy_pas.sqlite3"
+    schema = f"bench_pipe_{tag}"
+    print("  pipeline …")
+    pipe = _child(["pipeline", str(db_path), dsn, schema])
+    pipe["rows_per_s"] = pipe["source_rows"] / pipe["seconds"]
+    results["pipeline"] = pipe
+    print("  raw COPY …")
+    results["raw_copy"] = raw_copy(dsn, schema, work)
+    print("  count(*) …")
+    results["count_star"] = count_star(dsn, schema)
+    drop_schema(dsn, schema)
+    print("  naive pandas read_csv + to_sql …")
+    results["naive_pandas"] = naive_pandas(csv_src["dir"], dsn, f"bench_naive_{tag}")
+    recon = pipe["timings"].get("reconcile", 0.0)
+    results["ratios"] = {
+        "P1_pipeline_vs_raw_copy": pipe["rows_per_s"]
+        / results["raw_copy"]["rows_per_s"],
+        "P2_pipeline_vs_naive_to_sql": pipe["rows_per_s"]
+        / results["naive_pandas"]["rows_per_s"],
+        "P4_reconcile_vs_count_star": recon
+        / max(results["count_star"]["seconds"], 1e-6),
+    }
+    results["targets"] = {
+        "P1": ">= 0.6",
+        "P2": ">= 10",
+        "P3": "<= 1024 MB and flat +-15%",
+        "P4": "<= 10",
+        "P5": "ODBC >= 150k rows/s, JDBC >= 200k rows/s",
+    }
+    if rss_patients:
+        rss: dict[str, Any] = {}
+        for size in rss_patients:
+            print(f"  peak RSS at {size:,} patients …")
+            s = ensure_source(work, size, seed)
+            schema_n = f"bench_rss_{tag}_{size}"
+            r = _child(
+                ["pipeline", str(s["dir"] / "legacy_pas.sqlite3"), dsn, schema_n]
+            )
+            drop_schema(dsn, schema_n)
+            rss[str(size)] = {
+                "peak_rss_mb": r["peak_rss_mb"],
+                "seconds": r["seconds"],
+                "source_rows": r["source_rows"],
+            }
+        values = [v["peak_rss_mb"] for v in rss.values()]
+        rss["spread"] = (max(values) - min(values)) / min(values) if values else 0.0
+        results["P3_peak_rss"] = rss
+    if with_connectors:
+        print("  connector reads …")
+        results["connectors"] = connector_reads(db_path, dsn)
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    """Return the results as a plain-text table."""
+    p, c, n = results["pipeline"], results["raw_copy"], results["naive_pandas"]
+    lines = [
+        f"PAS Portal benchmark — {results['patients']:,} patients "
+        f"({p['source_rows']:,} source rows), {results['machine']['cpus']} CPUs",
+        f"{'measurement':<42}{'rows':>12}{'seconds':>10}{'rows/s':>12}",
+        f"{'pipeline (engine → PostgreSQL)':<42}{p['source_rows']:>12,}{p['seconds']:>10.2f}"
+        f"{p['rows_per_s']:>12,.0f}",
+        f"{'raw server-side COPY of clean rows':<42}{c['rows']:>12,}{c['seconds']:>10.2f}"
+        f"{c['rows_per_s']:>12,.0f}",
+        f"{'naive pandas read_csv + to_sql':<42}{n['rows']:>12,}{n['seconds']:>10.2f}"
+        f"{n['rows_per_s']:>12,.0f}",
+        f"{'count(*) of published tables':<42}{results['count_star']['rows']:>12,}"
+        f"{results['count_star']['seconds']:>10.3f}",
+        f"{'reconciliation (in pipeline)':<42}{'':>12}{p['timings'].get('reconcile', 0):>10.3f}",
+        "",
+        "ratios (target):",
+    ]
+    r = results["ratios"]
+    lines += [
+        f"  P1 pipeline / raw COPY        {r['P1_pipeline_vs_raw_copy']:.3f}  (>= 0.6)",
+        f"  P2 pipeline / naive to_sql    {r['P2_pipeline_vs_naive_to_sql']:.1f}  (>= 10)",
+        f"  P4 reconcile / count(*)       {r['P4_reconcile_vs_count_star']:.1f}  (<= 10)",
+        f"  pipeline peak RSS             {p['peak_rss_mb']:.0f} MB",
+    ]
+    if "P3_peak_rss" in results:
+        rss = results["P3_peak_rss"]
+        for size, v in rss.items():
+            if size != "spread":
+                lines.append(
+                    f"  P3 peak RSS at {int(size):,} patients: {v['peak_rss_mb']:.0f} MB"
+                    f" ({v['source_rows']:,} rows, {v['seconds']:.0f}s)"
+                )
+        lines.append(
+            f"  P3 spread {rss['spread'] * 100:.1f}%  (<= 15%, each <= 1024 MB)"
+        )
+    if results.get("connectors"):
+        lines.append("")
+        lines.append(
+            "connector reads: " + json.dumps(results["connectors"], default=str)
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "pipeline":
+        print(json.dumps(worker_pipeline(sys.argv[2], sys.argv[3], sys.argv[4])))
