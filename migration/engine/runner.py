@@ -234,10 +234,11 @@ def _load_table(
     table = plan.target.name
     tm = plan.mapping
     cp = sink.checkpoint(run_id, table)
+    if cp is not None:
+        report.resumed = True
     if cp is not None and cp.extra.get("done"):
         return True
     if cp is not None:
-        report.resumed = True
         # A staging table that lost rows its checkpoint counts (an UNLOGGED
         # table after a server crash, say) cannot be trusted: redo the table.
         if sink.count(table, run_id=run_id) != cp.rows_loaded:

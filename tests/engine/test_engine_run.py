@@ -1,0 +1,275 @@
+"""The run loop on both sinks: ledger, resume, rerun, cancel, publish, rejects."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from engine_kit import assert_ledger, mini_pas, patient, sqlite_source, target_rows
+
+from migration.engine.contract import contract_from_json
+from migration.engine.defaults import default_contract_dict, load_default_contract
+from migration.engine.errors import TransientError
+from migration.engine.runner import ProgressEvent, run_contract
+
+
+class CrashAfter:
+    """A source that dies (like a dropped connection) after ``n`` chunks."""
+
+    def __init__(self, inner: Any, n: int) -> None:
+        self.inner = inner
+        self.left = n
+
+    def discover(self) -> Any:
+        return self.inner.discover()
+
+    def count(self, table: str) -> int:
+        return int(self.inner.count(table))
+
+    def read_chunks(
+        self, table: str, columns: Sequence[str], order_key: str, **kw: Any
+    ) -> Iterator[pd.DataFrame]:
+        for chunk in self.inner.read_chunks(table, columns, order_key, **kw):
+            if self.left <= 0 and table != "PAS_Extract":
+                raise RuntimeError("connection reset by peer")
+            self.left -= 1
+            yield chunk
+
+
+def snapshot(sink: Any, contract: Any) -> dict[str, Any]:
+    """Return every published row of every table (sorted), for equality checks."""
+    out = {}
+    for t in contract.target.tables:
+        rows = target_rows(sink, t.name, [*t.field_names, "_source_key"])
+        # PostgreSQL returns dates, SQLite ISO text: compare canonical text
+        out[t.name] = [tuple(None if v is None else str(v) for v in r) for r in rows]
+    return out
+
+
+def test_generated_pas_runs_and_balances(
+    legacy_pas: Any, make_sink: Any, tmp_path: Path
+) -> None:
+    src = sqlite_source(legacy_pas(1500, 7, 0.03) / "legacy_pas.sqlite3")
+    contract = load_default_contract(chunk_size=400)
+    events: list[ProgressEvent] = []
+    sink = make_sink()
+    rep = run_contract(
+        contract, src, sink, "run-a", on_progress=events.append,
+        reject_csv=tmp_path / "rejects.csv",
+    )  # fmt: skip
+    assert rep.status == "succeeded", rep.failure_reasons
+    assert_ledger(rep)
+    assert rep.as_of == "2026-11-01"  # from PAS_Extract.ExtractDate
+    pat = rep.table("patient")
+    assert pat.rows_rejected > 0 and pat.rows_flagged > 0
+    assert all(
+        c.checksum_match for t in rep.tables for c in t.columns if c.checksum_source
+    )
+    assert {c.orphans for c in rep.fk_chains} == {0}
+    chains = {(c.table, c.ref_table) for c in rep.fk_chains}
+    assert {("inpatient_spell", "patient"), ("ward_stay", "inpatient_spell"),
+            ("outpatient_appointment", "patient"),
+            ("outpatient_appointment", "clinic")} <= chains  # fmt: skip
+    assert set(pat.dqmi) == {"coverage", "completeness", "validity", "default_use"}
+    # one progress event per committed chunk, counts only grow
+    loads = [e for e in events if e.table == "patient" and e.stage == "load"]
+    assert len(loads) == -(-1500 // 400)
+    assert [e.rows_read for e in loads] == sorted(e.rows_read for e in loads)
+    # the per-run reject CSV holds every reject and flag record
+    with open(tmp_path / "rejects.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    total = sum(t.rows_rejected + t.rows_flagged + t.rows_excluded for t in rep.tables)
+    assert len(rows) == total
+    assert {r["reason"] for r in rows} >= {"nhs_number_invalid", "possible_duplicate"}
+    assert rep.to_dict()["tables"][3]["table"] == "patient"
+
+
+def test_rerun_of_a_finished_run_changes_nothing(
+    legacy_pas: Any, make_sink: Any
+) -> None:
+    src = sqlite_source(legacy_pas(1500, 7, 0.03) / "legacy_pas.sqlite3")
+    contract = load_default_contract()
+    sink = make_sink()
+    first = run_contract(contract, src, sink, "run-r")
+    assert_ledger(first)
+    before = snapshot(sink, contract)
+    sums = {c: sink.checksum("patient", c) for c in ("pas_number", "nhs_number")}
+    again = run_contract(contract, src, make_sink(), "run-r")
+    assert again.status == "succeeded" and again.resumed
+    assert_ledger(again)
+    assert snapshot(sink, contract) == before
+    assert {c: sink.checksum("patient", c) for c in sums} == sums
+    assert [t.rows_rejected for t in again.tables] == [
+        t.rows_rejected for t in first.tables
+    ]
+
+
+def test_resume_after_a_crash_loses_and_duplicates_nothing(
+    legacy_pas: Any, make_sink: Any, tmp_path: Path
+) -> None:
+    path = legacy_pas(1500, 7, 0.03) / "legacy_pas.sqlite3"
+    contract = load_default_contract(chunk_size=300)
+    sink = make_sink()
+    for n in (2, 7, 11):  # dies in patient, then spells, then later tables
+        with pytest.raises(TransientError, match="source read"):
+            run_contract(
+                contract, CrashAfter(sqlite_source(path), n), make_sink(), "run-c"
+            )
+    rep = run_contract(contract, sqlite_source(path), make_sink(), "run-c")
+    assert rep.status == "succeeded", rep.failure_reasons
+    assert rep.resumed
+    assert_ledger(rep)
+    for t in contract.target.tables:
+        keys = [r[0] for r in target_rows(sink, t.name, ["_source_key"])]
+        assert len(keys) == len(set(keys)), f"duplicates in {t.name}"
+    # the same rows as a run that never crashed
+    from connectors.sinks.sqlite import SqliteSink
+
+    clean = SqliteSink(tmp_path / "clean.sqlite3")
+    ref = run_contract(contract, sqlite_source(path), clean, "run-clean")
+    assert_ledger(ref)
+    assert snapshot(sink, contract) == snapshot(clean, contract)
+    assert sorted(sink.reject_counts("run-c")) == sorted(
+        clean.reject_counts("run-clean")
+    )
+
+
+def test_cancel_at_a_chunk_boundary_then_resume(
+    legacy_pas: Any, make_sink: Any
+) -> None:
+    path = legacy_pas(1500, 7, 0.03) / "legacy_pas.sqlite3"
+    contract = load_default_contract(chunk_size=250)
+    calls = {"n": 0}
+
+    def cancel() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    sink = make_sink()
+    rep = run_contract(
+        contract, sqlite_source(path), sink, "run-x", should_cancel=cancel
+    )
+    assert rep.status == "cancelled"
+    assert not sink.is_published("run-x")
+    cp = sink.checkpoint("run-x", "patient")
+    assert cp is not None and cp.rows_read == 0 or cp is None or cp.rows_read > 0
+    rep = run_contract(contract, sqlite_source(path), make_sink(), "run-x")
+    assert rep.status == "succeeded"
+    assert_ledger(rep)
+
+
+def test_lost_staged_rows_restart_the_table(legacy_pas: Any, make_sink: Any) -> None:
+    """An UNLOGGED staging table emptied by a server crash must not pass silently."""
+    path = legacy_pas(1500, 7, 0.03) / "legacy_pas.sqlite3"
+    contract = load_default_contract(chunk_size=300)
+    sink = make_sink()
+    with pytest.raises(TransientError):
+        run_contract(contract, CrashAfter(sqlite_source(path), 3), sink, "run-l")
+    staged = sink.qualified(sink.staged_name("run-l", "patient"))
+    with sink.transaction():
+        sink.execute(f"DELETE FROM {staged} WHERE _source_key IN ('5', '6', '7')")
+    rep = run_contract(contract, sqlite_source(path), make_sink(), "run-l")
+    assert rep.status == "succeeded", rep.failure_reasons
+    assert_ledger(rep)
+
+
+def test_exclusions_and_lenient_crosswalks_are_counted(
+    tmp_path: Path, make_sink: Any
+) -> None:
+    data = copy.deepcopy(default_contract_dict())
+    pat = next(t for t in data["tables"] if t["target"] == "patient")
+    pat["exclude"] = [
+        {"id": "EX-TEST", "field": "pas_number", "op": "in", "values": ["RXX0000003"],
+         "reason": "test_patient"}
+    ]  # fmt: skip
+    gender = next(f for f in pat["fields"] if f["target"] == "gender")
+    gender["transforms"][-1]["args"]["mode"] = "lenient"
+    contract = contract_from_json(data)
+    pats = [
+        patient(1),
+        patient(2, Sex_DR="Q"),  # unknown local code: lenient -> X
+        patient(3),  # excluded by rule
+        patient(4, Sex_DR=" u "),  # messy, maps to X explicitly
+        patient(5, DeceasedDate="2019-02-30"),
+        patient(6, Surname=None),
+    ]
+    src = sqlite_source(mini_pas(tmp_path / "s.sqlite3", patients=pats))
+    sink = make_sink()
+    rep = run_contract(contract, src, sink, "run-e")
+    assert_ledger(rep)
+    t = rep.table("patient")
+    assert t.rows_excluded == 1 and t.excluded_by_rule == {"test_patient": 1}
+    assert t.rejects_by_reason == {"date_unparseable": 1, "required_missing": 1}
+    g = next(c for c in t.columns if c.name == "gender")
+    assert g.lenient_fills == 1
+    assert g.defaults_used == 2
+    recs = {r["source_key"]: r for r in sink.rejects("run-e")}
+    assert recs["3"]["action"] == "exclude"
+    assert recs["5"]["column_name"] == "PAPMI_DeceasedDate"
+    assert recs["5"]["raw_value"] == "2019-02-30"
+
+
+def test_crosswalk_miss_records_crosswalk_id_version_and_raw_value(
+    tmp_path: Path, make_sink: Any
+) -> None:
+    src = sqlite_source(
+        mini_pas(tmp_path / "s.sqlite3", patients=[patient(1, Ethnic_DR="zz9 ")])
+    )
+    sink = make_sink()
+    rep = run_contract(load_default_contract(), src, sink, "run-m")
+    assert_ledger(rep)
+    (rec,) = sink.rejects("run-m")
+    assert rec["reason"] == "crosswalk_miss"
+    assert (rec["crosswalk_id"], rec["crosswalk_version"]) == ("legacypas.ETHNIC", "1")
+    assert rec["raw_value"] == "zz9 "
+    assert rec["column_name"] == "PAPMI_Ethnic_DR"
+
+
+def test_readers_never_see_an_empty_or_partial_table(
+    legacy_pas: Any, make_sink: Any
+) -> None:
+    small = sqlite_source(legacy_pas(1500, 7, 0.03) / "legacy_pas.sqlite3")
+    large = sqlite_source(legacy_pas(3000, 8, 0.03) / "legacy_pas.sqlite3")
+    contract = load_default_contract()
+    first = run_contract(contract, small, make_sink(), "pub-1")
+    n1 = first.table("patient").rows_loaded
+    n1s = first.table("inpatient_spell").rows_loaded
+    reader = make_sink()  # its own connection
+    seen: set[tuple[int, int]] = set()
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                row = reader.query(
+                    f"SELECT (SELECT COUNT(*) FROM {reader.qualified('patient')}), "
+                    f"(SELECT COUNT(*) FROM {reader.qualified('inpatient_spell')})"
+                )[0]
+                seen.add((int(row[0]), int(row[1])))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    th = threading.Thread(target=read)
+    th.start()
+    try:
+        time.sleep(0.05)
+        second = run_contract(contract, large, make_sink(), "pub-2")
+        time.sleep(0.05)
+    finally:
+        stop.set()
+        th.join(30)
+    assert not errors, errors
+    n2 = second.table("patient").rows_loaded
+    n2s = second.table("inpatient_spell").rows_loaded
+    # every read saw one whole published state: never empty, partial or mixed
+    assert seen <= {(n1, n1s), (n2, n2s)}, (seen, n1, n2)
+    assert (n2, n2s) in seen
+    assert len(seen) >= 1
