@@ -159,7 +159,7 @@ def test_cancel_at_a_chunk_boundary_then_resume(
     assert rep.status == "cancelled"
     assert not sink.is_published("run-x")
     cp = sink.checkpoint("run-x", "patient")
-    assert cp is not None and cp.rows_read == 0 or cp is None or cp.rows_read > 0
+    assert (cp is not None and cp.rows_read == 0) or cp is None or cp.rows_read > 0
     rep = run_contract(contract, sqlite_source(path), make_sink(), "run-x")
     assert rep.status == "succeeded"
     assert_ledger(rep)
