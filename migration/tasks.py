@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -51,8 +52,12 @@ class _Heartbeat(threading.Thread):
             connection.close()
 
 
-def run_execute(run_id: int) -> str:
-    """Execute (or resume) run ``run_id`` if this worker can claim it; return the outcome."""
+def run_execute(run_id: int, *, progress_hook: Any = None) -> str:
+    """Execute (or resume) run ``run_id`` if this worker can claim it; return the outcome.
+
+    ``progress_hook`` is for in-process callers (a CLI progress bar); q2 passes
+    only the id.
+    """
     worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     if not run_claim(run_id=run_id, worker=worker):
         return "not claimed"
@@ -73,6 +78,8 @@ def run_execute(run_id: int) -> str:
 
     def on_progress(event: ProgressEvent) -> None:
         adapters.progress_persist(run_id, event)
+        if progress_hook is not None:
+            progress_hook(event)
 
     state, error = RunState.FAILED, ""
     try:

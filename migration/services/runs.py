@@ -59,8 +59,12 @@ def run_start(
     target: Connector,
     profile: str = "development",
     as_of: dt.date | None = None,
+    enqueue: bool = True,
 ) -> Run:
     """Create a queued run and enqueue its execution on commit; return it.
+
+    ``enqueue=False`` leaves it queued for a caller that executes it inline
+    (the lifecycle command); a worker would still claim it exactly once.
 
     Raises Refused (audited) without the start_run permission, for connectors
     of the wrong role or another project, or an unknown gate profile.
@@ -105,7 +109,8 @@ def run_start(
                 "profile": profile,
             },
         )
-        transaction.on_commit(lambda: _enqueue(run.pk))
+        if enqueue:
+            transaction.on_commit(lambda: _enqueue(run.pk))
     return run
 
 

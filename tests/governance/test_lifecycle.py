@@ -1,0 +1,141 @@
+"""run_lifecycle: the seed's command passes pre_production, fails cutover_ready visibly."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from io import StringIO
+from pathlib import Path
+
+import psycopg
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from governance.models import AuditEvent, GateEvaluation
+from migration.models import RejectRecord, Run
+
+pytestmark = pytest.mark.django_db
+PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _lifecycle(tmp_path: Path, *extra: str) -> tuple[int, str]:
+    out = StringIO()
+    try:
+        call_command(
+            "run_lifecycle",
+            "--rows",
+            "20",
+            "--seed",
+            "42",
+            "--min-patients",
+            "20",
+            "--work-dir",
+            str(tmp_path),
+            *extra,
+            stdout=out,
+        )
+    except CommandError as exc:
+        return exc.returncode, out.getvalue() + str(exc)
+    return 0, out.getvalue()
+
+
+def test_default_seed_passes_pre_production(tmp_path: Path) -> None:
+    code, output = _lifecycle(
+        tmp_path,
+        "--release-profile",
+        "pre_production",
+        "--json",
+        str(tmp_path / "report.json"),
+    )
+    assert code == 0, output
+    assert "Gate pre_production" in output and ": PASS" in output
+    assert "UNBALANCED" not in output
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["state"] == "succeeded"
+    assert report["gate"]["status"] == "PASS"
+    assert {row["table"] for row in report["ledger"]} >= {
+        "patient",
+        "inpatient_spell",
+        "ward_stay",
+        "outpatient_appointment",
+    }
+    run = Run.objects.get(pk=report["run"])
+    assert run.gates.count() == 1
+    # The command acted as a named account through the normal services.
+    assert AuditEvent.objects.filter(
+        action="governance.gate.evaluated", actor__username="lifecycle"
+    ).exists()
+
+
+def test_cutover_ready_fails_for_missing_signoffs(tmp_path: Path) -> None:
+    code, output = _lifecycle(tmp_path, "--release-profile", "cutover_ready")
+    assert code == 1
+    for role in (
+        "migration_lead",
+        "clinical_safety_officer",
+        "ig_lead",
+        "data_steward",
+    ):
+        assert f"missing sign-off: {role}" in output
+    evaluation = GateEvaluation.objects.get()
+    assert evaluation.status == "FAIL"
+
+
+def test_defects_are_rejected_with_reasons_and_can_fail_the_gate(
+    tmp_path: Path,
+) -> None:
+    code, output = _lifecycle(
+        tmp_path, "--release-profile", "pre_production", "--defect-rate", "0.1"
+    )
+    assert code == 1
+    assert "Top reject reasons:" in output
+    assert "reject_rate" in output and "FAIL" in output
+    assert RejectRecord.objects.exists()
+    assert "UNBALANCED" not in output
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[str]:
+    schema = f"lc_{uuid.uuid4().hex[:8]}"
+    yield schema
+    with psycopg.connect(PG, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_into_the_real_postgresql_target(tmp_path: Path, pg_schema: str) -> None:
+    target = json.dumps(
+        {
+            "kind": "postgresql",
+            "host": "127.0.0.1",
+            "port": 5432,
+            "dbname": "postgres",
+            "user": "postgres",
+            "schema": pg_schema,
+        }
+    )
+    code, output = _lifecycle(tmp_path, "--target", target)
+    assert code == 0, output
+    with psycopg.connect(PG) as conn:
+        patients = conn.execute(
+            f'SELECT count(*), count(DISTINCT _source_key) FROM "{pg_schema}".patient'
+        ).fetchone()
+    assert patients == (20, 20)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rows", "0", "--min-patients", "0"], "--rows must be positive"),
+        (["--target", "{not json"], "--target must be JSON"),
+        (["--source", '{"path": "x"}'], 'needs a "kind"'),
+    ],
+)
+def test_bad_arguments_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    with pytest.raises(CommandError) as caught:
+        call_command(
+            "run_lifecycle", "--work-dir", str(tmp_path), *args, stdout=StringIO()
+        )
+    assert caught.value.returncode == 2
+    assert message in str(caught.value)
