@@ -1,0 +1,1 @@
+"""REST API of the governance app: projects, audit trail, gates, sign-offs."""

@@ -1,0 +1,1 @@
+"""REST API of the migration app: snapshots, mappings, crosswalks, contracts, runs."""
