@@ -9,9 +9,12 @@ PY=.venv/bin/python
 VAR=${PAS_VAR_DIR:-var}
 
 $PY manage.py seed_demo
-if [ ! -f "$VAR/legacy/manifest.json" ] && $PY manage.py help make_legacy_pas >/dev/null 2>&1; then
-  $PY manage.py make_legacy_pas --patients "${PAS_DEMO_PATIENTS:-2000}" --seed 42 --defect-rate 0.02 --out "$VAR/legacy"
-fi
+# The main job on embedded defaults: generate a legacy PAS, register it (over
+# the SQLite3 ODBC driver) and the target, run the default contract, reconcile
+# and evaluate the pre_production gate, in the demo project.
+$PY manage.py run_lifecycle --project demo --rows "${PAS_DEMO_PATIENTS:-2000}" --seed 42 \
+  --release-profile pre_production --json "$VAR/lifecycle-report.json" \
+  || echo "(the gate did not pass: the reasons are listed above)"
 
 $PY manage.py qcluster &
 QPID=$!

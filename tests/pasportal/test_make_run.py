@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -67,11 +68,13 @@ def test_make_run_serves_login_and_reports_a_running_cluster(tmp_path: Path) -> 
         status, html = _get(f"http://127.0.0.1:{port}/")
         assert status == 200 and "Sign in to PAS Portal" in html  # redirected to login
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
             output, _ = proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             output, _ = proc.communicate(timeout=30)
     assert f"http://127.0.0.1:{port}/" in output
     assert "steward" in output and "data_steward" in output  # demo users printed

@@ -107,6 +107,7 @@ class Command(BaseCommand):
             target=target,
             defect_rate=options["defect_rate"],
             progress=progress,
+            project_slug=options["project"],
         )
         if bar is not None:
             bar.close()
