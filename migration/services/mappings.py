@@ -1,0 +1,671 @@
+"""Mapping sets, table and field mappings, and the four-eyes review workflow.
+
+States of a reviewable item (field mapping or crosswalk row):
+draft -> proposed -> approved | flagged | rejected; editing an approved,
+flagged or rejected item returns it to proposed; revert sends an item back to
+draft or proposed.
+
+Every transition is one atomic function that writes one audit event in the
+same transaction (data: from/to status, never patient data). A refused
+attempt changes nothing and is itself audited through ``audit.refuse``
+(codes: ``forbidden``, ``four_eyes``, ``rationale_required``,
+``invalid_transition``, ``retired_target``). The review machinery here is
+shared with crosswalk rows (``migration.services.crosswalks``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.utils import timezone
+
+from governance import audit
+from governance.access import projects_for_user, user_has_project_perm
+from governance.models import MigrationProject
+from migration.engine.errors import ContractError
+from migration.engine.transforms import REGISTRY, check_args
+from migration.models import (
+    Crosswalk,
+    FieldMapping,
+    MappingSet,
+    ReviewStatus,
+    SchemaSnapshot,
+    TableMapping,
+)
+
+__all__ = [
+    "TRIVIAL_TRANSFORMS",
+    "ReviewPolicy",
+    "field_mapping_approve",
+    "field_mapping_create",
+    "field_mapping_flag",
+    "field_mapping_needs_rationale",
+    "field_mapping_propose",
+    "field_mapping_reject",
+    "field_mapping_revert",
+    "field_mapping_update",
+    "field_mappings_bulk_approve",
+    "field_mappings_bulk_revert",
+    "mapping_set_create",
+    "review_bulk",
+    "review_transition",
+    "table_mapping_create",
+]
+
+#: Transforms that cannot change a value's meaning: no rationale needed.
+TRIVIAL_TRANSFORMS = frozenset(
+    {
+        "trim",
+        "upper",
+        "lower",
+        "null_if_empty",
+        "nhs_number_normalise",
+        "postcode_normalise",
+    }
+)
+
+S = ReviewStatus
+_UNSET: Any = object()
+
+
+def _is_user(actor: Any) -> bool:
+    return bool(getattr(actor, "is_authenticated", False)) and not isinstance(
+        actor, str
+    )
+
+
+# --- the shared review machinery ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReviewPolicy:
+    """How one kind of reviewable item is reviewed."""
+
+    model: type[models.Model]
+    entity: str  # audit namespace: field_mapping / crosswalk_row
+    project_id: Callable[[Any], int]
+    needs_rationale: Callable[[Any], bool]
+    extra_refusal: Callable[[Any, str], tuple[str, str] | None] = lambda item, verb: (
+        None
+    )
+
+
+#: verb -> (target status, allowed from, permission(s), four-eyes applies)
+_TRANSITIONS: dict[str, tuple[str | None, frozenset[str], tuple[str, ...], bool]] = {
+    "propose": (S.PROPOSED, frozenset({S.DRAFT}), ("edit_mapping",), False),
+    "approve": (S.APPROVED, frozenset({S.PROPOSED}), ("review_mapping",), True),
+    "flag": (
+        S.FLAGGED,
+        frozenset({S.PROPOSED, S.APPROVED}),
+        ("review_mapping",),
+        False,
+    ),
+    "reject": (
+        S.REJECTED,
+        frozenset({S.PROPOSED, S.FLAGGED}),
+        ("review_mapping",),
+        False,
+    ),
+    # target chosen by the caller (draft or proposed)
+    "revert": (
+        None,
+        frozenset({S.PROPOSED, S.APPROVED, S.FLAGGED, S.REJECTED}),
+        ("edit_mapping", "review_mapping"),
+        False,
+    ),
+}
+_PAST = {
+    "propose": "proposed",
+    "approve": "approved",
+    "flag": "flagged",
+    "reject": "rejected",
+    "revert": "reverted",
+}
+
+
+def _check(
+    *,
+    policy: ReviewPolicy,
+    actor: Any,
+    item: Any,
+    verb: str,
+    allowed_projects: set[int] | None = None,
+) -> tuple[str, str] | None:
+    """Return (code, reason) when ``actor`` may not do ``verb`` to ``item``."""
+    _to, allowed_from, perms, four_eyes = _TRANSITIONS[verb]
+    project_id = policy.project_id(item)
+    if not _is_user(actor):
+        return "forbidden", "only a signed-in person can review mappings"
+    if allowed_projects is not None:
+        if project_id not in allowed_projects:
+            return "forbidden", f"you may not {verb} items of this project"
+    elif not any(user_has_project_perm(actor, project_id, p) for p in perms):
+        return "forbidden", f"you may not {verb} items of this project"
+    if item.status not in allowed_from:
+        return (
+            "invalid_transition",
+            f"a {item.status} item cannot be {_PAST[verb]}",
+        )
+    if four_eyes and actor.pk in {item.author_id, item.last_changed_by_id}:
+        return (
+            "four_eyes",
+            "four-eyes: you authored or last changed this item, so someone "
+            "else must approve it",
+        )
+    if (
+        verb == "approve"
+        and policy.needs_rationale(item)
+        and not item.rationale.strip()
+    ):
+        return (
+            "rationale_required",
+            "this item needs a written rationale to be approved",
+        )
+    return policy.extra_refusal(item, verb)
+
+
+def _apply(
+    *,
+    policy: ReviewPolicy,
+    actor: Any,
+    item: Any,
+    verb: str,
+    to: str,
+    comment: str,
+    bulk: bool = False,
+) -> None:
+    from_status = item.status
+    item.status = to
+    fields = ["status", "changed_at"]
+    if verb in {"approve", "flag", "reject"}:
+        item.reviewer = actor
+        item.reviewed_at = timezone.now()
+        fields += ["reviewer", "reviewed_at"]
+    else:
+        # A new review round starts: an earlier verdict no longer stands.
+        item.reviewer = None
+        item.reviewed_at = None
+        fields += ["reviewer", "reviewed_at"]
+    if comment or verb in {"approve", "flag", "reject"}:
+        item.review_comment = comment
+        fields.append("review_comment")
+    item.save(update_fields=fields)
+    data: dict[str, Any] = {"from": from_status, "to": to}
+    if bulk:
+        data["bulk"] = True
+    audit.record(
+        actor=actor,
+        action=f"migration.{policy.entity}.{_PAST[verb]}",
+        target=item,
+        project=policy.project_id(item),
+        data=data,
+    )
+
+
+def review_transition(
+    *,
+    policy: ReviewPolicy,
+    actor: Any,
+    item: Any,
+    verb: str,
+    comment: str = "",
+    to: str | None = None,
+) -> Any:
+    """Move one item through ``verb``; return it refreshed.
+
+    Raises Refused (audited, nothing changed) when the actor may not.
+    """
+    target_status = to or _TRANSITIONS[verb][0]
+    if verb == "revert" and target_status not in {S.DRAFT, S.PROPOSED}:
+        raise ValidationError("revert goes back to draft or proposed only")
+    refusal = None
+    with transaction.atomic():
+        # Lock the row: two reviewers acting at once must see each other's result.
+        locked = policy.model.objects.select_for_update().get(pk=item.pk)
+        refusal = _check(policy=policy, actor=actor, item=locked, verb=verb)
+        if refusal is None:
+            _apply(
+                policy=policy,
+                actor=actor,
+                item=locked,
+                verb=verb,
+                to=str(target_status),
+                comment=comment,
+            )
+    if refusal is not None:
+        raise audit.refuse(
+            actor=actor,
+            action=f"migration.{policy.entity}.{verb}_refused",
+            reason=refusal[1],
+            code=refusal[0],
+            target=locked,
+            project=policy.project_id(locked),
+            data={"status": locked.status},
+        )
+    item.refresh_from_db()
+    return item
+
+
+def review_bulk(
+    *,
+    policy: ReviewPolicy,
+    actor: Any,
+    ids: Iterable[Any],
+    verb: str,
+    comment: str = "",
+    to: str | None = None,
+) -> list[Any]:
+    """Apply ``verb`` to exactly the items ``ids``, all or nothing; return them.
+
+    Any id that is unknown, of a project where the actor lacks the permission,
+    or not allowed (four-eyes, rationale, state) refuses the whole batch
+    (Refused, audited, nothing changed).
+    """
+    try:
+        wanted = list(dict.fromkeys(int(i) for i in ids))
+    except (TypeError, ValueError):
+        raise ValidationError("ids must be integers") from None
+    if not wanted:
+        return []
+    target_status = to or _TRANSITIONS[verb][0]
+    if verb == "revert" and target_status not in {S.DRAFT, S.PROPOSED}:
+        raise ValidationError("revert goes back to draft or proposed only")
+    perms = _TRANSITIONS[verb][2]
+    allowed: set[int] = set()
+    if _is_user(actor):
+        for perm in perms:
+            allowed |= set(projects_for_user(actor, perm).values_list("pk", flat=True))
+    problems: list[dict[str, Any]] = []
+    with transaction.atomic():
+        items = list(
+            policy.model.objects.select_for_update()
+            .filter(pk__in=wanted)
+            .order_by("pk")
+        )
+        found = {i.pk for i in items}
+        # Unknown and foreign ids look the same: neither may be acted upon,
+        # and the answer must not reveal which ids exist elsewhere.
+        problems += [{"id": i, "code": "forbidden"} for i in wanted if i not in found]
+        for item in items:
+            refusal = _check(
+                policy=policy,
+                actor=actor,
+                item=item,
+                verb=verb,
+                allowed_projects=allowed,
+            )
+            if refusal is not None:
+                problems.append({"id": item.pk, "code": refusal[0]})
+        if not problems:
+            for item in items:
+                _apply(
+                    policy=policy,
+                    actor=actor,
+                    item=item,
+                    verb=verb,
+                    to=str(target_status),
+                    comment=comment,
+                    bulk=True,
+                )
+    if problems:
+        visible = sorted({policy.project_id(i) for i in items} & allowed)
+        problems.sort(key=lambda p: wanted.index(p["id"]))
+        raise audit.refuse(
+            actor=actor,
+            action=f"migration.{policy.entity}.bulk_{verb}_refused",
+            reason=(
+                f"{len(problems)} of the {len(wanted)} selected items cannot be "
+                f"{_PAST[verb]}; nothing was changed"
+            ),
+            code=problems[0]["code"],
+            project=visible[0] if len(visible) == 1 else None,
+            data={"ids": wanted, "problems": problems},
+        )
+    return items
+
+
+# --- field mappings -----------------------------------------------------------------
+
+
+def field_mapping_needs_rationale(fm: FieldMapping) -> bool:
+    """Return True when approving ``fm`` needs a written rationale.
+
+    Any transform beyond the trivial clean-ups, a crosswalk, or a waiver is a
+    judgement someone must explain.
+    """
+    names = {str(s.get("name")) for s in fm.transforms or [] if isinstance(s, dict)}
+    return bool(names - TRIVIAL_TRANSFORMS) or fm.crosswalk_id is not None or fm.waived
+
+
+def _fm_project(fm: FieldMapping) -> int:
+    return int(
+        MappingSet.objects.filter(table_mappings__pk=fm.table_mapping_id)
+        .values_list("project_id", flat=True)
+        .get()
+    )
+
+
+FIELD_MAPPING_POLICY = ReviewPolicy(
+    model=FieldMapping,
+    entity="field_mapping",
+    project_id=_fm_project,
+    needs_rationale=field_mapping_needs_rationale,
+)
+
+
+def _require_edit(
+    *, actor: Any, project: MigrationProject | int, action: str, target: Any
+) -> None:
+    if isinstance(actor, str):
+        return  # a system actor (management command, run machinery) is trusted
+    if not user_has_project_perm(actor, project, "edit_mapping"):
+        raise audit.refuse(
+            actor=actor,
+            action=action,
+            reason="you may not edit mappings on this project",
+            code="forbidden",
+            target=target,
+            project=project,
+        )
+
+
+def _validate_transforms(steps: Any) -> list[dict[str, Any]]:
+    if not isinstance(steps, list):
+        raise ValidationError("transforms must be a list of {name, args} steps")
+    out: list[dict[str, Any]] = []
+    for i, step in enumerate(steps):
+        if not isinstance(step, dict) or "name" not in step:
+            raise ValidationError(f"transform step {i + 1} has no name")
+        name, args = str(step["name"]), dict(step.get("args") or {})
+        if name == "lookup":
+            if i != len(steps) - 1:
+                raise ValidationError("lookup must be the last step")
+            missing = {"table", "match", "take"} - args.keys()
+            if missing:
+                raise ValidationError(f"lookup needs {', '.join(sorted(missing))}")
+        elif name not in REGISTRY:
+            raise ValidationError(f"unknown transform {name!r}")
+        elif name != "crosswalk":  # the crosswalk id comes from the FK
+            try:
+                check_args(name, args)
+            except ContractError as exc:
+                raise ValidationError(str(exc)) from None
+        out.append({"name": name, "args": args})
+    return out
+
+
+@transaction.atomic
+def mapping_set_create(
+    *,
+    actor: Any,
+    project: MigrationProject,
+    name: str,
+    source_snapshot: SchemaSnapshot,
+    target_model_version: str = "1",
+    options: dict[str, Any] | None = None,
+) -> MappingSet:
+    """Create a mapping set of ``source_snapshot``; Refused ``forbidden`` without edit."""
+    if source_snapshot.project_id != project.pk:
+        raise ValidationError("the snapshot belongs to another project")
+    _require_edit(
+        actor=actor,
+        project=project,
+        action="migration.mapping_set.create_refused",
+        target=project,
+    )
+    ms = MappingSet.objects.create(
+        project=project,
+        name=name,
+        source_snapshot=source_snapshot,
+        target_model_version=target_model_version,
+        options=options or {},
+        created_by=actor if _is_user(actor) else None,
+    )
+    audit.record(
+        actor=actor,
+        action="migration.mapping_set.created",
+        target=ms,
+        data={"name": name, "snapshot": source_snapshot.pk},
+    )
+    return ms
+
+
+@transaction.atomic
+def table_mapping_create(
+    *,
+    actor: Any,
+    mapping_set: MappingSet,
+    target_table: str,
+    source_table: str,
+    source_key: str,
+) -> TableMapping:
+    """Map a source table onto a target table; Refused ``forbidden`` without edit."""
+    _require_edit(
+        actor=actor,
+        project=mapping_set.project_id,
+        action="migration.table_mapping.create_refused",
+        target=mapping_set,
+    )
+    tm = TableMapping.objects.create(
+        mapping_set=mapping_set,
+        target_table=target_table,
+        source_table=source_table,
+        source_key=source_key,
+    )
+    audit.record(
+        actor=actor,
+        action="migration.table_mapping.created",
+        target=mapping_set,
+        data={"table_mapping": tm.pk, "target": target_table, "source": source_table},
+    )
+    return tm
+
+
+def field_mapping_create(
+    *,
+    actor: Any,
+    table_mapping: TableMapping,
+    target_field: str,
+    source_columns: Sequence[str] = (),
+    transforms: list[dict[str, Any]] | None = None,
+    crosswalk: Crosswalk | None = None,
+    rationale: str = "",
+    waived: bool = False,
+) -> FieldMapping:
+    """Create a DRAFT field mapping authored by ``actor``.
+
+    Refused ``forbidden`` without ``edit_mapping``; ValidationError on bad input.
+    """
+    project_id = table_mapping.mapping_set.project_id
+    _require_edit(
+        actor=actor,
+        project=project_id,
+        action="migration.field_mapping.create_refused",
+        target=table_mapping.mapping_set,
+    )
+    steps = _validate_transforms(transforms or [])
+    if crosswalk is not None and crosswalk.project_id != project_id:
+        raise ValidationError("the crosswalk belongs to another project")
+    author = actor if _is_user(actor) else None
+    with transaction.atomic():
+        fm = FieldMapping.objects.create(
+            table_mapping=table_mapping,
+            target_field=target_field,
+            source_columns=list(source_columns),
+            transforms=steps,
+            crosswalk=crosswalk,
+            rationale=rationale,
+            waived=waived,
+            status=S.DRAFT,
+            author=author,
+            last_changed_by=author,
+        )
+        audit.record(
+            actor=actor,
+            action="migration.field_mapping.created",
+            target=fm,
+            project=project_id,
+            data={
+                "to": S.DRAFT,
+                "target": f"{table_mapping.target_table}.{target_field}",
+            },
+        )
+    return fm
+
+
+def field_mapping_update(
+    *,
+    actor: Any,
+    mapping: FieldMapping,
+    source_columns: Sequence[str] = _UNSET,
+    transforms: list[dict[str, Any]] = _UNSET,
+    crosswalk: Crosswalk | None = _UNSET,
+    crosswalk_strict: bool = _UNSET,
+    rationale: str = _UNSET,
+    waived: bool = _UNSET,
+) -> FieldMapping:
+    """Edit a field mapping; return it. Approved/flagged/rejected go back to proposed.
+
+    Records ``last_changed_by`` (so the editor cannot approve it). Refused
+    ``forbidden`` without ``edit_mapping``; ValidationError on bad input.
+    """
+    project_id = _fm_project(mapping)
+    if not _is_user(actor) or not user_has_project_perm(
+        actor, project_id, "edit_mapping"
+    ):
+        raise audit.refuse(
+            actor=actor,
+            action="migration.field_mapping.update_refused",
+            reason="you may not edit mappings on this project",
+            code="forbidden",
+            target=mapping,
+            project=project_id,
+        )
+    changes: dict[str, Any] = {}
+    if source_columns is not _UNSET:
+        changes["source_columns"] = [str(c) for c in source_columns]
+    if transforms is not _UNSET:
+        changes["transforms"] = _validate_transforms(transforms)
+    if crosswalk is not _UNSET:
+        if crosswalk is not None and crosswalk.project_id != project_id:
+            raise ValidationError("the crosswalk belongs to another project")
+        changes["crosswalk"] = crosswalk
+    if crosswalk_strict is not _UNSET:
+        changes["crosswalk_strict"] = bool(crosswalk_strict)
+    if rationale is not _UNSET:
+        changes["rationale"] = str(rationale)
+    if waived is not _UNSET:
+        changes["waived"] = bool(waived)
+    with transaction.atomic():
+        fm = FieldMapping.objects.select_for_update().get(pk=mapping.pk)
+        changed = [
+            k
+            for k, v in changes.items()
+            if getattr(fm, "crosswalk_id" if k == "crosswalk" else k)
+            != (v.pk if k == "crosswalk" and v is not None else v)
+        ]
+        if changed:
+            from_status = fm.status
+            for k in changed:
+                setattr(fm, k, changes[k])
+            fm.last_changed_by = actor
+            if fm.status in {S.APPROVED, S.FLAGGED, S.REJECTED}:
+                fm.status = S.PROPOSED
+                fm.reviewer = None
+                fm.reviewed_at = None
+            fm.save()
+            audit.record(
+                actor=actor,
+                action="migration.field_mapping.updated",
+                target=fm,
+                project=project_id,
+                data={"from": from_status, "to": fm.status, "changed": changed},
+            )
+    mapping.refresh_from_db()
+    return mapping
+
+
+def field_mapping_propose(*, actor: Any, mapping: FieldMapping) -> FieldMapping:
+    """Submit a draft for review (draft -> proposed); Refused when not allowed."""
+    return review_transition(
+        policy=FIELD_MAPPING_POLICY, actor=actor, item=mapping, verb="propose"
+    )
+
+
+def field_mapping_approve(
+    *, actor: Any, mapping: FieldMapping, comment: str = ""
+) -> FieldMapping:
+    """Approve a proposed mapping; Refused (four_eyes, rationale_required, ...)."""
+    return review_transition(
+        policy=FIELD_MAPPING_POLICY,
+        actor=actor,
+        item=mapping,
+        verb="approve",
+        comment=comment,
+    )
+
+
+def field_mapping_flag(
+    *, actor: Any, mapping: FieldMapping, comment: str = ""
+) -> FieldMapping:
+    """Flag a proposed or approved mapping for attention; Refused when not allowed."""
+    return review_transition(
+        policy=FIELD_MAPPING_POLICY,
+        actor=actor,
+        item=mapping,
+        verb="flag",
+        comment=comment,
+    )
+
+
+def field_mapping_reject(
+    *, actor: Any, mapping: FieldMapping, comment: str = ""
+) -> FieldMapping:
+    """Reject a proposed or flagged mapping; Refused when not allowed."""
+    return review_transition(
+        policy=FIELD_MAPPING_POLICY,
+        actor=actor,
+        item=mapping,
+        verb="reject",
+        comment=comment,
+    )
+
+
+def field_mapping_revert(
+    *, actor: Any, mapping: FieldMapping, to: str = S.PROPOSED, comment: str = ""
+) -> FieldMapping:
+    """Send a mapping back to draft or proposed; Refused when not allowed."""
+    return review_transition(
+        policy=FIELD_MAPPING_POLICY,
+        actor=actor,
+        item=mapping,
+        verb="revert",
+        comment=comment,
+        to=to,
+    )
+
+
+def field_mappings_bulk_approve(
+    *, actor: Any, ids: Iterable[Any], comment: str = ""
+) -> list[FieldMapping]:
+    """Approve exactly the mappings ``ids`` (all or nothing); Refused otherwise."""
+    return review_bulk(
+        policy=FIELD_MAPPING_POLICY,
+        actor=actor,
+        ids=ids,
+        verb="approve",
+        comment=comment,
+    )
+
+
+def field_mappings_bulk_revert(
+    *, actor: Any, ids: Iterable[Any], to: str = S.PROPOSED
+) -> list[FieldMapping]:
+    """Revert exactly the mappings ``ids`` to draft/proposed (all or nothing)."""
+    return review_bulk(
+        policy=FIELD_MAPPING_POLICY, actor=actor, ids=ids, verb="revert", to=to
+    )
