@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.dispatch import receiver
+from django.http import Http404
 from django.utils import timezone
 
 from governance import audit
@@ -20,6 +22,7 @@ from governance.gates import engine_run_id, gate_profiles
 from governance.models import SignOff, SignOffDecision
 from governance.services import roles_of
 from migration.models import Run, RunState
+from migration.signals import run_superseded
 
 
 def signoff_record(
@@ -162,13 +165,22 @@ def signoffs_void_for(*, run: Run, reason: str, actor: Any = None) -> int:
     return len(live)
 
 
+@receiver(run_superseded, dispatch_uid="governance.signoffs.void_on_supersede")
+def signoffs_void_on_supersede(sender: Any, run: Run, by: Run, **kwargs: Any) -> None:
+    """Void the superseded run's sign-offs (connected once this module is imported)."""
+    signoffs_void_for(run=run, reason=f"superseded by run {by.pk}")
+
+
 def signoffs_status(*, run: Run, profile: str = "cutover_ready") -> dict[str, Any]:
     """Return the required roles, who signed (and how), and which roles are missing.
 
     A sign-off bound to another contract hash than the run's current one is
-    listed as ``stale`` and does not count. Raises KeyError for an unknown profile.
+    listed as ``stale`` and does not count. Raises Http404 for an unknown profile.
     """
-    required = list(gate_profiles()[profile].required_signoffs)
+    profiles = gate_profiles()
+    if profile not in profiles:
+        raise Http404(f"unknown gate profile {profile!r}")
+    required = list(profiles[profile].required_signoffs)
     current_sha = run.contract.sha256
     signed: dict[str, dict[str, Any]] = {}
     stale: list[dict[str, Any]] = []

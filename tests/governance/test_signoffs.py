@@ -187,3 +187,24 @@ def test_status_lists_required_signed_missing_and_rejected(
     assert status["missing"] == ["migration_lead", "data_steward"]
     assert status["rejected"] == ["clinical_safety_officer"]
     assert not status["complete"]
+
+
+def test_supersede_signal_voids_the_old_runs_signoffs(
+    make_run: Callable[..., Any], ig_lead: Any
+) -> None:
+    from migration.signals import run_superseded
+
+    old, new = make_run(), make_run()
+    signoff_record(actor=ig_lead, run=old, role="ig_lead", decision="approve",
+                   comment="")  # fmt: skip
+    run_superseded.send(sender=Run, run=old, by=new)
+    voided = SignOff.objects.get(run=old)
+    assert voided.voided_at is not None
+    assert voided.void_reason == f"superseded by run {new.pk}"
+
+
+def test_status_of_an_unknown_profile_is_404(run: Any) -> None:
+    from django.http import Http404
+
+    with pytest.raises(Http404):
+        signoffs_status(run=run, profile="golive")
