@@ -173,7 +173,7 @@ def resolve(ref: SecretStr | str | None, *, what: str = "secret") -> str | None:
 # key=value pairs in ODBC/libpq/JDBC strings: PWD=..., password=..., pass:...
 _KV = re.compile(
     r"(?i)\b(pwd|password|passwd|pass|secret|token|api[_-]?key|access[_-]?key)"
-    r"(\s*[=:]\s*)"
+    r"([\"']?\s*[=:]\s*)"
     r"(\{(?:[^}]|\}\})*\}|'[^']*'|\"[^\"]*\"|[^;&\s,)]+)"
 )
 # scheme://user:pass@host

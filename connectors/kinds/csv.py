@@ -49,6 +49,7 @@ class CsvSource(FileSource):
     def __init__(self, config: CsvConfig, **kw: Any) -> None:
         super().__init__(config, **kw)
         self.config: CsvConfig = config
+        self._strict_records = -1
 
     def _header(self, path: Path) -> list[str]:
         with open(path, encoding=self.config.encoding, newline="") as fh:
@@ -64,7 +65,23 @@ class CsvSource(FileSource):
 
     def _batches(self, path: Path) -> Iterator[pa.RecordBatch]:
         names = self._header(path)
-        reader = pacsv.open_csv(
+        try:
+            reader = self._open_csv(path, names)
+        except pa.ArrowInvalid:
+            # The first block is parsed on open; pyarrow's message quotes the
+            # row (patient data): replace it with a line number.
+            raise self._locate(path, len(names)) from None
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except pa.ArrowInvalid:
+                raise self._locate(path, len(names)) from None
+            yield batch
+
+    def _open_csv(self, path: Path, names: list[str]) -> Any:
+        return pacsv.open_csv(
             path,
             read_options=pacsv.ReadOptions(
                 encoding=self.config.encoding,
@@ -83,18 +100,12 @@ class CsvSource(FileSource):
                 null_values=[""],
             ),
         )
-        while True:
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                return
-            except pa.ArrowInvalid:
-                raise self._locate(path, len(names)) from None
-            yield batch
 
     def _locate(self, path: Path, ncols: int) -> Exception:
-        # pyarrow does not report line numbers: find the first bad record
-        # with the csv module (only on the error path).
+        """Return the error for the first malformed record (line number), if any."""
+        # pyarrow reports no line numbers and tolerates text after a closing
+        # quote; the csv module in strict mode does neither.
+        records = 0
         with open(path, encoding=self.config.encoding, newline="") as fh:
             reader = pycsv.reader(
                 fh,
@@ -109,10 +120,12 @@ class CsvSource(FileSource):
                             f"{path.name} line {reader.line_num}: malformed row, "
                             f"expected {ncols} fields, got {len(row)}"
                         )
+                    records += 1
             except pycsv.Error as exc:
                 return self._err(
                     f"{path.name} line {reader.line_num}: malformed row ({exc})"
                 )
+        self._strict_records = records - 1  # minus the header
         return self._err(f"{path.name}: malformed CSV")
 
     def _records(
@@ -124,6 +137,12 @@ class CsvSource(FileSource):
 
     def _scan_file(self, path: Path) -> tuple[list[str], dict[str, set[str]], int]:
         names = self._header(path)
+        # Strict structural pass first (once per file version): a malformed
+        # record anywhere fails the whole table with its line number.
+        self._strict_records = -1
+        err = self._locate(path, len(names))
+        if self._strict_records < 0:
+            raise err
         seen: dict[str, set[str]] = {n: set() for n in names}
         rows = 0
         for b in self._batches(path):
@@ -148,6 +167,11 @@ class CsvSource(FileSource):
                     kinds.add("float")
                 else:
                     kinds.add("text")
+        if rows != self._strict_records:
+            raise self._err(
+                f"{path.name}: {rows} records parsed but {self._strict_records} in the "
+                "file; refusing to guess"
+            )
         return names, seen, rows
 
     def _frames(self, table: str, batch: int) -> Iterator[pd.DataFrame]:

@@ -106,8 +106,11 @@ def test_read_chunks_resume_after_key_and_upto_range(backend: Backend) -> None:
         got = [r for c in chunks for r in _values(c)]
         assert got == _expected("PA_Adm", cols, 10, 50)
         # Resuming after the last key of a chunk continues exactly there.
-        first = list(src.read_chunks("PA_Adm", ["PAADM_RowId"], "PAADM_RowId",
-                                     chunk_size=30))[0]  # fmt: skip
+        first = next(
+            iter(
+                src.read_chunks("PA_Adm", ["PAADM_RowId"], "PAADM_RowId", chunk_size=30)
+            )
+        )
         last = first["PAADM_RowId"].iloc[-1]  # a numpy scalar, as the engine has it
         rest = list(src.read_chunks("PA_Adm", ["PAADM_RowId"], "PAADM_RowId",
                                     after_key=last, chunk_size=100))  # fmt: skip
