@@ -525,11 +525,11 @@ def _verify_chain(
         )
     for event in events:
         seq = int(event.get("seq", 0))
-        link = by_seq.get(seq)
-        if link is None:
+        found = by_seq.get(seq)
+        if found is None:
             verdict.problems.append(f"{_describe(event)}: not in the chain segment")
             continue
-        if event.get("prev_hash") != link[1] or event.get("chain_hash") != link[2]:
+        if event.get("prev_hash") != found[1] or event.get("chain_hash") != found[2]:
             verdict.problems.append(
                 f"{_describe(event)}: hashes differ from the chain segment"
             )

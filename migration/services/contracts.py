@@ -515,7 +515,7 @@ def _spec(contract: Contract | EngineContract) -> dict[str, Any]:
     """Return the specification as plain data, from the engine contract only."""
     engine = contract_engine(contract)
     xws = engine.crosswalk_map()
-    packs = []
+    packs: list[dict[str, Any]] = []
     for name in engine.rules.packs:
         pack = rule_pack(name)
         packs.append(
