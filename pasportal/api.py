@@ -29,6 +29,7 @@ from rest_framework.views import set_rollback
 from governance.access import access_object, scoped
 from governance.audit import Refused
 from governance.roles import VIEW
+from migration.engine.errors import EngineError, TransientError
 from pasportal.middleware import current_request_id
 
 log = logging.getLogger("pasportal.api")
@@ -131,6 +132,18 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         set_rollback()
         code = "forbidden" if exc.code in PERMISSION_CODES else exc.code
         return Response(error_body(code, str(exc)), status=refused_status(exc.code))
+    if isinstance(exc, EngineError):
+        # A connector or contract problem the caller can act on (the kinds
+        # scrub secrets from these messages); not a server fault.
+        set_rollback()
+        transient = isinstance(exc, TransientError)
+        return Response(
+            error_body(
+                "connector_unavailable" if transient else "connector_error", str(exc)
+            ),
+            status=status.HTTP_422_UNPROCESSABLE_ENTITY,
+            headers={"Retry-After": "30"} if transient else None,
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

@@ -17,6 +17,7 @@ from drf_spectacular.views import (
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.routers import DefaultRouter
 
+from connectors.api.urls import ROUTES as CONNECTOR_ROUTES
 from governance.api.urls import ROUTES as GOVERNANCE_ROUTES
 from migration.api.urls import ROUTES as MIGRATION_ROUTES
 
@@ -34,7 +35,11 @@ class ApiRouter(DefaultRouter):
 app_name = "api"
 
 router = ApiRouter()
-for prefix, viewset, basename in (*GOVERNANCE_ROUTES, *MIGRATION_ROUTES):
+for prefix, viewset, basename in (
+    *CONNECTOR_ROUTES,
+    *GOVERNANCE_ROUTES,
+    *MIGRATION_ROUTES,
+):
     router.register(prefix, viewset, basename=basename)
 
 _AUTH = [IsAuthenticated]

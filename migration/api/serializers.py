@@ -13,7 +13,20 @@ from typing import Any
 from rest_framework import serializers
 
 from connectors.models import Connector
-from migration.models import Contract, MappingSet, Run, RunState, RunTable
+from migration.models import (
+    CodeSystem,
+    Contract,
+    Crosswalk,
+    CrosswalkRow,
+    FieldMapping,
+    MappingSet,
+    MissQueueEntry,
+    Run,
+    RunState,
+    RunTable,
+    SchemaSnapshot,
+    TableMapping,
+)
 from migration.services.runs import PROFILES
 from pasportal.api import ScopedPrimaryKeyRelatedField
 
@@ -209,3 +222,298 @@ class RejectSerializer(serializers.Serializer[Any]):
             "crosswalk_ref",
             "crosswalk_version",
         )
+
+
+# --- snapshots, mappings, code systems, crosswalks ------------------------------
+
+
+class SnapshotSerializer(serializers.ModelSerializer[SchemaSnapshot]):
+    """A schema snapshot: tables, columns, types, keys (profiles: see /profile/)."""
+
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = SchemaSnapshot
+        fields = [
+            "id",
+            "project",
+            "connector",
+            "created_at",
+            "created_by",
+            "fingerprint",
+            "tables",
+        ]
+        read_only_fields = fields
+
+
+class SnapshotExtractSerializer(serializers.Serializer[Any]):
+    """Discover and profile a source connector into a new snapshot."""
+
+    connector = ScopedPrimaryKeyRelatedField(queryset=Connector.objects.all())
+    profile_rows = serializers.IntegerField(
+        min_value=0, max_value=10_000_000, required=False, default=100_000
+    )
+
+
+class MappingSetSerializer(serializers.ModelSerializer[MappingSet]):
+    """A mapping set (its table and field mappings are separate resources)."""
+
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = MappingSet
+        fields = [
+            "id",
+            "project",
+            "name",
+            "source_snapshot",
+            "target_model_version",
+            "options",
+            "created_by",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class MappingSetCreateSerializer(serializers.Serializer[Any]):
+    """Create a mapping set of a snapshot onto a target model version."""
+
+    name = serializers.CharField(max_length=200)
+    source_snapshot = ScopedPrimaryKeyRelatedField(
+        queryset=SchemaSnapshot.objects.all()
+    )
+    target_model_version = serializers.CharField(max_length=40, default="1")
+    options = serializers.DictField(required=False, default=dict)
+
+
+class SnapshotRefSerializer(serializers.Serializer[Any]):
+    """A snapshot to move a mapping set onto."""
+
+    snapshot = ScopedPrimaryKeyRelatedField(queryset=SchemaSnapshot.objects.all())
+
+
+class TableMappingSerializer(serializers.ModelSerializer[TableMapping]):
+    """A source table mapped onto a target table."""
+
+    class Meta:
+        model = TableMapping
+        fields = [
+            "id",
+            "mapping_set",
+            "target_table",
+            "source_table",
+            "source_key",
+            "joins",
+            "filter",
+        ]
+        read_only_fields = ["id", "joins", "filter"]
+        extra_kwargs = {"mapping_set": {"queryset": MappingSet.objects.all()}}
+
+
+class TableMappingCreateSerializer(serializers.Serializer[Any]):
+    """Map a source table onto a target table of a mapping set."""
+
+    mapping_set = ScopedPrimaryKeyRelatedField(queryset=MappingSet.objects.all())
+    target_table = serializers.CharField(max_length=80)
+    source_table = serializers.CharField(max_length=120)
+    source_key = serializers.CharField(max_length=120)
+
+
+_REVIEW_FIELDS = [
+    "status",
+    "author",
+    "last_changed_by",
+    "reviewer",
+    "rationale",
+    "review_comment",
+    "created_at",
+    "changed_at",
+    "reviewed_at",
+]
+
+
+class _Username(serializers.SlugRelatedField):  # type: ignore[type-arg]
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(slug_field="username", read_only=True, **kwargs)
+
+
+class FieldMappingSerializer(serializers.ModelSerializer[FieldMapping]):
+    """A field mapping and its four-eyes review state."""
+
+    author = _Username()
+    last_changed_by = _Username()
+    reviewer = _Username()
+    mapping_set = serializers.IntegerField(
+        source="table_mapping.mapping_set_id", read_only=True
+    )
+    target_table = serializers.CharField(
+        source="table_mapping.target_table", read_only=True
+    )
+
+    class Meta:
+        model = FieldMapping
+        fields = [
+            "id",
+            "mapping_set",
+            "table_mapping",
+            "target_table",
+            "target_field",
+            "source_columns",
+            "transforms",
+            "crosswalk",
+            "crosswalk_strict",
+            "suggestion_confidence",
+            "waived",
+            *_REVIEW_FIELDS,
+        ]
+        read_only_fields = fields
+
+
+class FieldMappingCreateSerializer(serializers.Serializer[Any]):
+    """Create a draft field mapping."""
+
+    table_mapping = ScopedPrimaryKeyRelatedField(
+        queryset=TableMapping.objects.all(), project_field="mapping_set__project"
+    )
+    target_field = serializers.CharField(max_length=80)
+    source_columns = serializers.ListField(
+        child=serializers.CharField(max_length=120), required=False, default=list
+    )
+    transforms = serializers.ListField(
+        child=serializers.DictField(), required=False, default=list
+    )
+    crosswalk = ScopedPrimaryKeyRelatedField(
+        queryset=Crosswalk.objects.all(), required=False, allow_null=True
+    )
+    rationale = serializers.CharField(required=False, allow_blank=True, default="")
+    waived = serializers.BooleanField(required=False, default=False)
+
+
+class FieldMappingUpdateSerializer(serializers.Serializer[Any]):
+    """Edit a field mapping (only the fields sent change)."""
+
+    source_columns = serializers.ListField(
+        child=serializers.CharField(max_length=120), required=False
+    )
+    transforms = serializers.ListField(child=serializers.DictField(), required=False)
+    crosswalk = ScopedPrimaryKeyRelatedField(
+        queryset=Crosswalk.objects.all(), required=False, allow_null=True
+    )
+    crosswalk_strict = serializers.BooleanField(required=False)
+    rationale = serializers.CharField(required=False, allow_blank=True)
+    waived = serializers.BooleanField(required=False)
+
+
+class ReviewSerializer(serializers.Serializer[Any]):
+    """A review decision's optional comment."""
+
+    comment = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=4000
+    )
+
+
+class BulkReviewSerializer(serializers.Serializer[Any]):
+    """Approve or revert exactly these ids, all or nothing."""
+
+    action = serializers.ChoiceField(choices=["approve", "revert"])
+    ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), min_length=1, max_length=1000
+    )
+    comment = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=4000
+    )
+    to = serializers.ChoiceField(
+        choices=["draft", "proposed"], required=False, default="proposed"
+    )
+
+
+class CodeSystemSerializer(serializers.ModelSerializer[CodeSystem]):
+    """A national code system release."""
+
+    class Meta:
+        model = CodeSystem
+        fields = [
+            "id",
+            "slug",
+            "name",
+            "version",
+            "release",
+            "valid_from",
+            "valid_to",
+            "verified",
+            "loaded_at",
+        ]
+        read_only_fields = fields
+
+
+class CrosswalkSerializer(serializers.ModelSerializer[Crosswalk]):
+    """A project's crosswalk from a local code table to a national code system."""
+
+    class Meta:
+        model = Crosswalk
+        fields = [
+            "id",
+            "project",
+            "slug",
+            "name",
+            "local_table",
+            "code_system",
+            "version",
+            "default_code",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class CrosswalkRowSerializer(serializers.ModelSerializer[CrosswalkRow]):
+    """One local code's translation and its review state."""
+
+    author = _Username()
+    last_changed_by = _Username()
+    reviewer = _Username()
+
+    class Meta:
+        model = CrosswalkRow
+        fields = [
+            "id",
+            "crosswalk",
+            "local_code",
+            "local_display",
+            "target_code",
+            "equivalence",
+            "retired_target",
+            *_REVIEW_FIELDS,
+        ]
+        read_only_fields = fields
+
+
+class CrosswalkImportSerializer(serializers.Serializer[Any]):
+    """A CSV file of crosswalk rows (multipart upload)."""
+
+    file = serializers.FileField()
+    encoding = serializers.CharField(required=False, default="utf-8", max_length=40)
+
+
+class MissQueueEntrySerializer(serializers.ModelSerializer[MissQueueEntry]):
+    """A local value a run could not translate."""
+
+    class Meta:
+        model = MissQueueEntry
+        fields = [
+            "id",
+            "crosswalk",
+            "local_value",
+            "frequency",
+            "run",
+            "state",
+            "first_seen_at",
+        ]
+        read_only_fields = fields
+
+
+class MissResolveSerializer(serializers.Serializer[Any]):
+    """Resolve a missed value by proposing a crosswalk row for it."""
+
+    target_code = serializers.CharField(max_length=40)
+    equivalence = serializers.CharField(max_length=16)
+    rationale = serializers.CharField(allow_blank=True, default="", max_length=4000)

@@ -11,6 +11,7 @@ gate evaluation, a pending waiver, a sign-off and an evidence export.
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from typing import Any
 
 import pytest
@@ -89,15 +90,23 @@ def _report(run: Run) -> dict[str, Any]:
     return report.to_dict()
 
 
-def build_world(project: MigrationProject, suffix: str, tmp_path: Any) -> dict[str, Any]:
+def build_world(
+    project: MigrationProject, suffix: str, tmp_path: Any
+) -> dict[str, Any]:
     """Return a dict of named objects of ``project`` (see the module docstring)."""
     w: dict[str, Any] = {"project": project}
+    legacy = tmp_path / f"legacy-{suffix}.sqlite3"
+    with sqlite3.connect(legacy) as db:
+        db.execute("CREATE TABLE PA_PatMas (PatID INTEGER PRIMARY KEY, NHSNo TEXT)")
+        db.executemany(
+            "INSERT INTO PA_PatMas VALUES (?, ?)", [(1, "943 476 5919"), (2, None)]
+        )
     w["source"] = Connector.objects.create(
         project=project,
         name=f"legacy-{suffix}",
         kind="sqlite",
         role="source",
-        config={"path": str(tmp_path / f"legacy-{suffix}.sqlite3")},
+        config={"path": str(legacy)},
     )
     w["target"] = Connector.objects.create(
         project=project,
@@ -147,7 +156,7 @@ def build_world(project: MigrationProject, suffix: str, tmp_path: Any) -> dict[s
         project=project,
         name=f"PAS to target {suffix}",
         source_snapshot=w["snapshot"],
-        target_model_version="nhs_pas_target 1",
+        target_model_version="1",
     )
     w["table_mapping"] = TableMapping.objects.create(
         mapping_set=w["mapping_set"],
@@ -161,6 +170,12 @@ def build_world(project: MigrationProject, suffix: str, tmp_path: Any) -> dict[s
         source_columns=["NHSNo"],
         transforms=[{"name": "trim", "args": {}}],
         status="proposed",
+    )
+    w["field_mapping_draft"] = FieldMapping.objects.create(
+        table_mapping=w["table_mapping"],
+        target_field="pas_number",
+        source_columns=["PatID"],
+        status="draft",
     )
     w["code_system"], _ = CodeSystem.objects.get_or_create(
         slug="api_test_sex", version="1", defaults={"name": "Sex (test)"}
@@ -180,6 +195,13 @@ def build_world(project: MigrationProject, suffix: str, tmp_path: Any) -> dict[s
         target_code="1",
         equivalence="equal",
         status="proposed",
+    )
+    w["crosswalk_row_draft"] = CrosswalkRow.objects.create(
+        crosswalk=w["crosswalk"],
+        local_code="U",
+        target_code="1",
+        equivalence="equal",
+        status="draft",
     )
     w["contract"] = contract_import_default(actor="tests", project=project)
     w["run_ok"] = Run.objects.create(

@@ -1,0 +1,1 @@
+"""REST API of the connectors app: list, detail, check, discover, profile."""
