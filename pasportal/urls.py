@@ -17,4 +17,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("pasportal.api_urls")),
+    path("projects/<int:project_id>/", include("connectors.urls")),
+    path("projects/<int:project_id>/", include("migration.urls")),
+    path("projects/<int:project_id>/", include("governance.urls")),
 ]

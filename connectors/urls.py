@@ -1,0 +1,18 @@
+"""Connector pages, mounted under ``projects/<int:project_id>/``."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from connectors import views
+
+app_name = "connectors"
+
+urlpatterns = [
+    path("connectors/", views.connector_list, name="connector-list"),
+    path(
+        "connectors/<int:connector_id>/",
+        views.connector_detail,
+        name="connector-detail",
+    ),
+]

@@ -1,0 +1,61 @@
+"""Connector pages: list, detail with health history and recent queries.
+
+Configuration happens in the Django admin (linked from the pages); secrets are
+references and never rendered. Extracting a schema is a migration action and
+lives with the snapshot pages (``migration:snapshot-create``).
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from connectors.models import Connector
+from governance.access import access_object
+from pasportal.htmx import HtmxHttpRequest
+from pasportal.views import page_project, project_perms
+
+HEALTH_ROWS = 20
+
+
+@login_required
+@require_GET
+def connector_list(request: HtmxHttpRequest, project_id: int) -> HttpResponse:
+    """List the project's connectors with their last known health."""
+    project = page_project(request, project_id)
+    return render(
+        request,
+        "connectors/connector_list.html",
+        {
+            "project": project,
+            "perms": project_perms(request.user, project),
+            "connectors": Connector.objects.filter(project=project),
+        },
+    )
+
+
+@login_required
+@require_GET
+def connector_detail(
+    request: HtmxHttpRequest, project_id: int, connector_id: int
+) -> HttpResponse:
+    """Show a connector: kind, role, health history and recent governed queries."""
+    project = page_project(request, project_id)
+    connector = access_object(
+        request.user, Connector.objects.filter(project=project), connector_id
+    )
+    context = {
+        "project": project,
+        "perms": project_perms(request.user, project),
+        "connector": connector,
+        # Only the names of the settings: values can be paths, hosts or refs.
+        "config_keys": sorted(connector.config or {}),
+        "health": connector.health.all()[:HEALTH_ROWS],
+        "queries": connector.queries.all()[:HEALTH_ROWS],
+    }
+    template = "connectors/connector_detail.html"
+    if request.htmx and request.htmx.target == "connector-health":
+        template += "#health"
+    return render(request, template, context)

@@ -1,0 +1,178 @@
+"""Live mapping preview: a few sampled source rows through the real engine.
+
+The preview compiles the mapping's table into an engine contract (the same
+``contract_dict_build`` a publish uses, restricted to that table), samples rows
+from the source connector through the governed ``sample`` call, and runs them
+through ``migration.engine.pipeline.process_chunk``: the transformed values and
+reject reasons are exactly what a run would produce for those rows.
+
+Sampled rows are patient data: values are masked unless the reader holds
+``view_pid`` on the project, and every unmasked preview is audited (which
+mapping, how many rows; never the values).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+from django.http import Http404
+
+from connectors.kinds import get_kind
+from governance import audit
+from governance.access import user_has_project_perm
+from governance.roles import VIEW
+from migration.engine.contract import contract_from_dict
+from migration.engine.errors import EngineError
+from migration.engine.pipeline import build_plan, process_chunk
+from migration.engine.rules import RuleContext
+from migration.engine.transforms import TransformContext
+from migration.models import FieldMapping
+from migration.selectors_mapping import pid_mask
+from migration.services.contracts import ContractBuildError, contract_dict_build
+
+PREVIEW_ROWS = 20
+
+
+@dataclass(frozen=True)
+class PreviewRow:
+    """One sampled source row: its key, inputs, output value or reject reason."""
+
+    source_key: str
+    inputs: tuple[Any, ...]
+    value: Any
+    rejected: bool
+    reason: str = ""
+    column: str = ""
+    rule_id: str = ""
+
+
+@dataclass
+class MappingPreview:
+    """The outcome of previewing one field mapping on sampled rows."""
+
+    target: str
+    source_columns: tuple[str, ...]
+    rows: list[PreviewRow] = field(default_factory=list)
+    masked: bool = True
+    error: str = ""
+
+    @property
+    def rejected(self) -> int:
+        """Return how many sampled rows the table's rules would reject."""
+        return sum(1 for r in self.rows if r.rejected)
+
+
+def _text(value: Any) -> Any:
+    if value is None:
+        return None
+    with suppress(TypeError, ValueError):
+        if value != value:  # NaN / NA
+            return None
+    return str(value)
+
+
+def mapping_preview(
+    *, user: Any, mapping: FieldMapping, rows: int = PREVIEW_ROWS
+) -> MappingPreview:
+    """Return ``mapping`` applied to ``rows`` sampled source rows, PID masked.
+
+    Raises Http404 when ``user`` may not see the mapping's project. Problems
+    with the mapping or the source are returned in ``error``, not raised: the
+    preview is there to show a steward what is wrong.
+    """
+    tm = mapping.table_mapping
+    mapping_set = tm.mapping_set
+    project_id = mapping_set.project_id
+    if not user_has_project_perm(user, project_id, VIEW):
+        raise Http404("Not found")
+    unmasked = user_has_project_perm(user, project_id, "view_pid")
+    preview = MappingPreview(
+        target=f"{tm.target_table}.{mapping.target_field}",
+        source_columns=tuple(mapping.source_columns or ()),
+        masked=not unmasked,
+    )
+    try:
+        data = contract_dict_build(mapping_set=mapping_set, version="preview")
+        data["tables"] = [t for t in data["tables"] if t["target"] == tm.target_table]
+        contract = contract_from_dict(data)
+        as_of = dt.date.today()
+        plan = build_plan(contract, tm.target_table, as_of)
+    except (ContractBuildError, EngineError, KeyError, ValueError) as exc:
+        preview.error = f"the mapping cannot be compiled yet: {exc}"
+        return preview
+    connector = mapping_set.source_snapshot.connector
+    source = get_kind(connector.kind).open(connector.config, name=connector.name)
+    try:
+        source.connect()
+        sample = source.sample(tm.source_table, n=rows)
+    except Exception as exc:  # the connector redacts; show the kind of failure only
+        preview.error = f"the source could not be sampled ({type(exc).__name__})"
+        return preview
+    finally:
+        with suppress(Exception):
+            source.close()
+    try:
+        result = process_chunk(
+            plan,
+            sample,
+            run_id="preview",
+            xctx=TransformContext(crosswalks=contract.crosswalk_map()),
+            rctx=RuleContext(
+                as_of=as_of,
+                params=dict(contract.rules.params),
+                valid_codes=plan.valid_codes,
+            ),
+        )
+    except (EngineError, KeyError, ValueError, TypeError) as exc:
+        preview.error = f"the sample could not be processed: {exc}"
+        return preview
+
+    def show(value: Any) -> Any:
+        text = _text(value)
+        return text if unmasked else pid_mask(text)
+
+    loaded = {
+        str(k): v
+        for k, v in zip(
+            result.rows["_source_key"],
+            result.rows.get(mapping.target_field, [None] * len(result.rows)),
+            strict=False,
+        )
+    }
+    rejects = {
+        str(r["source_key"]): r
+        for r in result.rejects.to_dict("records")
+        if r.get("action") == "reject"
+    }
+    keys = sample[tm.source_key].astype(str).tolist() if len(sample) else []
+    for i, key in enumerate(keys):
+        inputs = tuple(
+            show(sample[c].iloc[i]) if c in sample.columns else None
+            for c in preview.source_columns
+        )
+        rej = rejects.get(key)
+        preview.rows.append(
+            PreviewRow(
+                source_key=key,
+                inputs=inputs,
+                value=None if rej else show(loaded.get(key)),
+                rejected=rej is not None,
+                reason=str(rej["reason"]) if rej else "",
+                column=str(rej.get("column_name") or "") if rej else "",
+                rule_id=str(rej.get("rule_id") or "") if rej else "",
+            )
+        )
+    if unmasked and preview.rows:
+        with transaction.atomic():
+            audit.record(
+                actor=user,
+                action="migration.preview.pid_viewed",
+                target=mapping,
+                project=project_id,
+                data={"mapping": mapping.pk, "rows": len(preview.rows)},
+            )
+    return preview

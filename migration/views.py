@@ -1,0 +1,966 @@
+"""Migration pages: snapshots, mappings (with live preview), crosswalks, runs.
+
+Thin function views: fetch through ``access_*`` (404 for other projects), call
+a service or selector, render one template (or one of its named partials for
+htmx). No workflow rule lives here; refusals come from the services.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.db.models import Count, Q
+from django.http import HttpResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from connectors.models import Connector, ConnectorRole
+from governance.access import access_object
+from governance.audit import Refused
+from migration.engine.errors import EngineError
+from migration.models import (
+    CodeSystem,
+    Contract,
+    Crosswalk,
+    CrosswalkRow,
+    Equivalence,
+    FieldMapping,
+    MappingSet,
+    MissQueueEntry,
+    RejectRecord,
+    ReviewStatus,
+    Run,
+    SchemaSnapshot,
+    TableMapping,
+)
+from migration.selectors_mapping import (
+    crosswalk_export_csv,
+    crosswalk_rows_for,
+    field_mappings_for_review,
+    mapping_unmapped_report,
+    missqueue_open,
+    snapshot_diff,
+    snapshot_profile_for,
+)
+from migration.selectors_preview import mapping_preview
+from migration.selectors_rejects import rejects_for
+from migration.services.crosswalks import (
+    crosswalk_import_csv,
+    crosswalk_row_approve,
+    crosswalk_row_flag,
+    crosswalk_row_reject,
+    missqueue_resolve,
+)
+from migration.services.mappings import (
+    field_mapping_approve,
+    field_mapping_flag,
+    field_mapping_propose,
+    field_mapping_reject,
+    field_mappings_bulk_approve,
+)
+from migration.services.runs import (
+    PROFILES,
+    TERMINAL,
+    run_cancel,
+    run_resume,
+    run_start,
+)
+from migration.services.snapshots import snapshot_extract
+from migration.services.suggestions import target_model_for
+from pasportal import svg
+from pasportal.htmx import HtmxHttpRequest
+from pasportal.views import page_project, patient_data, project_perms, refused
+
+REJECTS_PAGE = 50
+
+
+# --- runs -----------------------------------------------------------------------------
+
+
+class RunStartForm(forms.Form):
+    """What a run needs: a contract, a source, a target and a gate profile."""
+
+    contract = forms.ModelChoiceField(queryset=Contract.objects.none())
+    source = forms.ModelChoiceField(queryset=Connector.objects.none())
+    target = forms.ModelChoiceField(queryset=Connector.objects.none())
+    profile = forms.ChoiceField(choices=[(p, p.replace("_", " ")) for p in PROFILES])
+
+    def __init__(self, *args: Any, project: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        connectors = Connector.objects.filter(project=project)
+        self.fields["contract"].queryset = Contract.objects.filter(project=project)
+        self.fields["source"].queryset = connectors.filter(role=ConnectorRole.SOURCE)
+        self.fields["target"].queryset = connectors.filter(role=ConnectorRole.TARGET)
+
+
+def _run(request: HtmxHttpRequest, project_id: int, run_id: int) -> tuple[Any, Run]:
+    project = page_project(request, project_id)
+    run = access_object(
+        request.user,
+        Run.objects.filter(project=project).select_related(
+            "contract", "source", "target", "created_by"
+        ),
+        run_id,
+    )
+    return project, run
+
+
+def _progress_rows(run: Run) -> list[dict[str, Any]]:
+    rows = []
+    for t in run.tables.order_by("order", "pk"):
+        total = t.rows_total
+        done = t.rows_read
+        finished = t.stage == "done" or (total is not None and done >= total)
+        pct = (
+            100.0 if finished and not total else (100.0 * done / total if total else 0)
+        )
+        eta = None
+        if not finished and total and t.rate_rows_per_s:
+            eta = max(0.0, (total - done) / t.rate_rows_per_s)
+        rows.append(
+            {
+                "table": t,
+                "pct": round(min(pct, 100.0), 1),
+                "eta": eta,
+                "finished": finished,
+            }
+        )
+    return rows
+
+
+def _run_context(request: HtmxHttpRequest, project: Any, run: Run) -> dict[str, Any]:
+    tables = list(run.tables.order_by("order", "pk"))
+    ledgers = [
+        {
+            "table": t,
+            "balanced": t.ledger_balanced,
+            "svg": svg.ledger_bar(
+                table=t.target_table,
+                loaded=t.rows_loaded,
+                rejected=t.rows_rejected,
+                excluded=t.rows_excluded,
+            ),
+            "columns": (t.metrics or {}).get("columns", []),
+        }
+        for t in tables
+    ]
+    reasons = Counter(
+        dict(
+            RejectRecord.objects.filter(run=run)
+            .values_list("reason_code")
+            .annotate(n=Count("pk"))
+            .values_list("reason_code", "n")
+        )
+    )
+    recon = [(t.target_table, t.rows_total or 0, t.rows_loaded) for t in tables]
+    report = run.report or {}
+    return {
+        "project": project,
+        "perms": project_perms(request.user, project),
+        "run": run,
+        "terminal": run.state in TERMINAL,
+        "progress": _progress_rows(run),
+        "ledgers": ledgers,
+        "reasons": reasons.most_common(),
+        "reasons_svg": svg.ranked_bars(
+            list(reasons.items()), title="Rejected rows by reason", colour=svg.NHS_RED
+        ),
+        "recon_svg": svg.paired_bars(
+            recon,
+            title="Reconciliation: source rows and rows loaded into the target",
+            first="source",
+            second="loaded",
+        ),
+        "fk_chains": report.get("fk_chains", []),
+        "failure_reasons": report.get("failure_reasons", []),
+    }
+
+
+@login_required
+@require_GET
+def run_list(request: HtmxHttpRequest, project_id: int) -> HttpResponse:
+    """List the project's runs, newest first."""
+    project = page_project(request, project_id)
+    runs = Run.objects.filter(project=project).select_related("contract")[:100]
+    return render(
+        request,
+        "migration/run_list.html",
+        {
+            "project": project,
+            "perms": project_perms(request.user, project),
+            "runs": runs,
+        },
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def run_create(request: HtmxHttpRequest, project_id: int) -> HttpResponse:
+    """Show the start-a-run form; on POST start the run and go to its page."""
+    project = page_project(request, project_id, "start_run")
+    form = RunStartForm(request.POST or None, project=project)
+    if request.method == "POST" and form.is_valid():
+        try:
+            run = run_start(
+                actor=request.user,
+                contract=form.cleaned_data["contract"],
+                source=form.cleaned_data["source"],
+                target=form.cleaned_data["target"],
+                profile=form.cleaned_data["profile"],
+            )
+        except Refused as exc:
+            return refused(
+                request, exc, reverse("migration:run-create", args=[project.pk])
+            )
+        messages.success(request, f"Run {run.pk} started")
+        return redirect("migration:run-detail", project.pk, run.pk)
+    return render(
+        request,
+        "migration/run_create.html",
+        {
+            "project": project,
+            "perms": project_perms(request.user, project),
+            "form": form,
+        },
+        status=400 if form.is_bound else 200,
+    )
+
+
+@login_required
+@require_GET
+def run_detail(request: HtmxHttpRequest, project_id: int, run_id: int) -> HttpResponse:
+    """Show a run: live progress per table, ledger, reconciliation, reject reasons."""
+    project, run = _run(request, project_id, run_id)
+    return render(
+        request, "migration/run_detail.html", _run_context(request, project, run)
+    )
+
+
+@login_required
+@require_GET
+def run_progress(
+    request: HtmxHttpRequest, project_id: int, run_id: int
+) -> HttpResponse:
+    """Return the progress fragment (htmx polling) or the whole run page."""
+    project, run = _run(request, project_id, run_id)
+    context = _run_context(request, project, run)
+    if not request.htmx:
+        return render(request, "migration/run_detail.html", context)
+    response = render(request, "migration/run_detail.html#progress", context)
+    if context["terminal"]:
+        # The poll only runs while the run is live: the first terminal answer
+        # reloads the page so the ledger, reconciliation and rejects appear.
+        response["HX-Refresh"] = "true"
+    return response
+
+
+@login_required
+@require_POST
+def run_cancel_view(
+    request: HtmxHttpRequest, project_id: int, run_id: int
+) -> HttpResponse:
+    """Cancel a queued run or ask a running one to stop."""
+    project, run = _run(request, project_id, run_id)
+    to = reverse("migration:run-detail", args=[project.pk, run.pk])
+    try:
+        run_cancel(actor=request.user, run=run)
+    except Refused as exc:
+        return refused(request, exc, to)
+    messages.success(request, f"Cancellation of run {run.pk} requested")
+    return redirect(to)
+
+
+@login_required
+@require_POST
+def run_resume_view(
+    request: HtmxHttpRequest, project_id: int, run_id: int
+) -> HttpResponse:
+    """Re-queue a failed or cancelled run from its checkpoints."""
+    project, run = _run(request, project_id, run_id)
+    to = reverse("migration:run-detail", args=[project.pk, run.pk])
+    try:
+        run_resume(actor=request.user, run=run)
+    except Refused as exc:
+        return refused(request, exc, to)
+    messages.success(request, f"Run {run.pk} resumed")
+    return redirect(to)
+
+
+# --- rejects -------------------------------------------------------------------------
+
+
+def _reject_filters(request: HtmxHttpRequest, run: Run) -> dict[str, Any]:
+    # Filters are table and reason *names* chosen from what the run has: an
+    # unknown value simply matches nothing, and no patient value is ever a filter.
+    choices = RejectRecord.objects.filter(run=run)
+    tables = sorted(set(choices.values_list("target_table", flat=True).distinct()))
+    reasons = sorted(set(choices.values_list("reason_code", flat=True).distinct()))
+    table = request.GET.get("table", "")
+    reason = request.GET.get("reason", "")
+    return {
+        "table": table if table in tables else "",
+        "reason": reason if reason in reasons else "",
+        "tables": tables,
+        "reasons": reasons,
+    }
+
+
+@login_required
+@require_GET
+@patient_data
+def reject_list(request: HtmxHttpRequest, project_id: int, run_id: int) -> HttpResponse:
+    """Browse a run's rejects by table and reason; values masked unless view_pid."""
+    project, run = _run(request, project_id, run_id)
+    filters = _reject_filters(request, run)
+    try:
+        page = max(0, int(request.GET.get("page", "0")))
+    except ValueError:
+        page = 0
+    qs = RejectRecord.objects.filter(run=run)
+    if filters["table"]:
+        qs = qs.filter(target_table=filters["table"])
+    if filters["reason"]:
+        qs = qs.filter(reason_code=filters["reason"])
+    total = qs.count()
+    rejects = rejects_for(
+        user=request.user,
+        run=run,
+        table=filters["table"] or None,
+        reason=filters["reason"] or None,
+        limit=REJECTS_PAGE,
+        offset=page * REJECTS_PAGE,
+    )
+    context = {
+        "project": project,
+        "perms": project_perms(request.user, project),
+        "run": run,
+        "rejects": rejects,
+        "total": total,
+        "page": page,
+        "first": page * REJECTS_PAGE + 1 if rejects else 0,
+        "last": page * REJECTS_PAGE + len(rejects),
+        "has_next": (page + 1) * REJECTS_PAGE < total,
+        **filters,
+    }
+    template = "migration/reject_list.html"
+    if request.htmx and request.htmx.target == "reject-results":
+        template += "#results"
+    return render(request, template, context)
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+@login_required
+@require_GET
+@patient_data
+def reject_download(
+    request: HtmxHttpRequest, project_id: int, run_id: int
+) -> StreamingHttpResponse:
+    """Download the filtered rejects as CSV (masked unless view_pid; audited)."""
+    _project, run = _run(request, project_id, run_id)
+    filters = _reject_filters(request, run)
+    rejects = rejects_for(
+        user=request.user,
+        run=run,
+        table=filters["table"] or None,
+        reason=filters["reason"] or None,
+    )
+    writer = csv.writer(_Echo())
+    header = [
+        "target_table",
+        "source_table",
+        "source_key",
+        "column",
+        "raw_value",
+        "masked",
+        "rule_id",
+        "reason_code",
+        "crosswalk_ref",
+        "crosswalk_version",
+    ]
+
+    def rows() -> Any:
+        yield writer.writerow(header)
+        for r in rejects:
+            yield writer.writerow([getattr(r, h) for h in header])
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-rejects.csv"'
+    return response
+
+
+# --- schema snapshots ----------------------------------------------------------------
+
+
+def _connector(request: HtmxHttpRequest, project: Any, connector_id: int) -> Connector:
+    return access_object(
+        request.user, Connector.objects.filter(project=project), connector_id
+    )
+
+
+@login_required
+@require_GET
+def snapshot_list(
+    request: HtmxHttpRequest, project_id: int, connector_id: int
+) -> HttpResponse:
+    """List a connector's schema snapshots and offer a diff of two of them."""
+    project = page_project(request, project_id)
+    connector = _connector(request, project, connector_id)
+    snapshots = list(SchemaSnapshot.objects.filter(connector=connector)[:50])
+    return render(
+        request,
+        "migration/snapshot_list.html",
+        {
+            "project": project,
+            "perms": project_perms(request.user, project),
+            "connector": connector,
+            "snapshots": snapshots,
+        },
+    )
+
+
+@login_required
+@require_POST
+def snapshot_create(
+    request: HtmxHttpRequest, project_id: int, connector_id: int
+) -> HttpResponse:
+    """Extract (discover and profile) the connector's schema into a new snapshot."""
+    project = page_project(request, project_id)
+    connector = _connector(request, project, connector_id)
+    back = reverse("connectors:connector-detail", args=[project.pk, connector.pk])
+    try:
+        snapshot = snapshot_extract(actor=request.user, connector=connector)
+    except Refused as exc:
+        return refused(request, exc, back)
+    except EngineError as exc:
+        messages.error(request, f"The schema could not be extracted: {exc}")
+        return redirect(back)
+    messages.success(request, f"Snapshot {snapshot.pk} extracted")
+    return redirect("migration:snapshot-detail", project.pk, snapshot.pk)
+
+
+@login_required
+@require_GET
+@patient_data
+def snapshot_detail(
+    request: HtmxHttpRequest, project_id: int, snapshot_id: int
+) -> HttpResponse:
+    """Show a snapshot's tables and one table's column profiles (PID masked)."""
+    project = page_project(request, project_id)
+    snapshot = access_object(
+        request.user,
+        SchemaSnapshot.objects.filter(project=project).select_related("connector"),
+        snapshot_id,
+    )
+    tables = snapshot.tables or []
+    names = [str(t["name"]) for t in tables]
+    table = request.GET.get("table", "")
+    if table not in names:
+        table = names[0] if names else ""
+    columns: list[dict[str, Any]] = []
+    if table:
+        profiles = snapshot_profile_for(
+            user=request.user, snapshot=snapshot, table=table
+        )
+        info = next(t for t in tables if t["name"] == table)
+        for col in info.get("columns", []):
+            columns.append({**col, "profile": profiles.get(col["name"], {})})
+    others = SchemaSnapshot.objects.filter(connector=snapshot.connector).exclude(
+        pk=snapshot.pk
+    )[:20]
+    context = {
+        "project": project,
+        "perms": project_perms(request.user, project),
+        "snapshot": snapshot,
+        "tables": tables,
+        "table": table,
+        "columns": columns,
+        "others": others,
+    }
+    template = "migration/snapshot_detail.html"
+    if request.htmx and request.htmx.target == "snapshot-columns":
+        template += "#columns"
+    return render(request, template, context)
+
+
+@login_required
+@require_GET
+def snapshot_diff_view(request: HtmxHttpRequest, project_id: int) -> HttpResponse:
+    """Compare two snapshots of the project; breaking changes first."""
+    project = page_project(request, project_id)
+    scoped_snapshots = SchemaSnapshot.objects.filter(project=project)
+    old = access_object(request.user, scoped_snapshots, request.GET.get("old"))
+    new = access_object(request.user, scoped_snapshots, request.GET.get("new"))
+    diff = snapshot_diff(old=old, new=new)
+    return render(
+        request,
+        "migration/snapshot_diff.html",
+        {
+            "project": project,
+            "perms": project_perms(request.user, project),
+            "old": old,
+            "new": new,
+            "changes": sorted(diff.changes, key=lambda c: (not c.breaking, c.table)),
+            "breaking": len(diff.breaking),
+        },
+    )
+
+
+# --- mappings ----------------------------------------------------------------------------
+
+REVIEW_VERBS = {
+    "propose": lambda actor, fm, comment: field_mapping_propose(
+        actor=actor, mapping=fm
+    ),
+    "approve": lambda actor, fm, comment: field_mapping_approve(
+        actor=actor, mapping=fm, comment=comment
+    ),
+    "flag": lambda actor, fm, comment: field_mapping_flag(
+        actor=actor, mapping=fm, comment=comment
+    ),
+    "reject": lambda actor, fm, comment: field_mapping_reject(
+        actor=actor, mapping=fm, comment=comment
+    ),
+}
+
+
+@login_required
+@require_GET
+def mappingset_list(request: HtmxHttpRequest, project_id: int) -> HttpResponse:
+    """List the project's mapping sets and what awaits the user's review."""
+    project = page_project(request, project_id)
+    sets = MappingSet.objects.filter(project=project).select_related(
+        "source_snapshot__connector"
+    )
+    mine = field_mappings_for_review(user=request.user).filter(
+        table_mapping__mapping_set__project=project
+    )
+    return render(
+        request,
+        "migration/mappingset_list.html",
+        {
+            "project": project,
+            "perms": project_perms(request.user, project),
+            "sets": sets,
+            "for_review": mine.count(),
+        },
+    )
+
+
+def _mapping_set(request: HtmxHttpRequest, project: Any, set_id: int) -> MappingSet:
+    return access_object(
+        request.user,
+        MappingSet.objects.filter(project=project).select_related("source_snapshot"),
+        set_id,
+    )
+
+
+@login_required
+@require_GET
+def mappingset_detail(
+    request: HtmxHttpRequest, project_id: int, set_id: int
+) -> HttpResponse:
+    """Show a mapping set: its target tables, review counts, unmapped required fields."""
+    project = page_project(request, project_id)
+    mapping_set = _mapping_set(request, project, set_id)
+    tables = mapping_set.table_mappings.annotate(
+        fields=Count("field_mappings"),
+        approved=Count(
+            "field_mappings",
+            filter=Q(field_mappings__status=ReviewStatus.APPROVED),
+        ),
+        proposed=Count(
+            "field_mappings",
+            filter=Q(field_mappings__status=ReviewStatus.PROPOSED),
+        ),
+    )
+    try:
+        unmapped = mapping_unmapped_report(mapping_set=mapping_set)
+    except EngineError as exc:
+        unmapped, messages_ = [], str(exc)
+        messages.error(request, f"The target model is unknown: {messages_}")
+    return render(
+        request,
+        "migration/mappingset_detail.html",
+        {
+            "project": project,
+            "perms": project_perms(request.user, project),
+            "mapping_set": mapping_set,
+            "tables": tables,
+            "unmapped": unmapped,
+        },
+    )
+
+
+def _table_mapping(
+    request: HtmxHttpRequest, project: Any, set_id: int, tm_id: int
+) -> TableMapping:
+    mapping_set = _mapping_set(request, project, set_id)
+    return access_object(
+        request.user,
+        TableMapping.objects.filter(mapping_set=mapping_set).select_related(
+            "mapping_set__source_snapshot"
+        ),
+        tm_id,
+        project_field="mapping_set__project",
+    )
+
+
+@login_required
+@require_GET
+def tablemapping_detail(
+    request: HtmxHttpRequest, project_id: int, set_id: int, tm_id: int
+) -> HttpResponse:
+    """Review one target table: target fields beside their source columns."""
+    project = page_project(request, project_id)
+    tm = _table_mapping(request, project, set_id, tm_id)
+    by_field = {
+        fm.target_field: fm
+        for fm in tm.field_mappings.select_related(
+            "crosswalk", "author", "last_changed_by", "reviewer"
+        )
+    }
+    try:
+        target = target_model_for(tm.mapping_set).table(tm.target_table)
+        declared = [(f.name, f.required, f) for f in target.fields]
+    except (EngineError, KeyError):
+        declared = [(name, False, None) for name in sorted(by_field)]
+    rows = []
+    for name, required, _f in declared:
+        fm = by_field.pop(name, None)
+        rows.append({"name": name, "required": required, "fm": fm})
+    rows += [{"name": n, "required": False, "fm": fm} for n, fm in by_field.items()]
+    for row in rows:
+        fm = row["fm"]
+        row["own"] = fm is not None and request.user.pk in (
+            fm.author_id,
+            fm.last_changed_by_id,
+        )
+        row["transforms"] = (
+            " → ".join(str(s.get("name")) for s in fm.transforms or []) if fm else ""
+        )
+    return render(
+        request,
+        "migration/tablemapping_detail.html",
+        {
+            "project": project,
+            "perms": project_perms(request.user, project),
+            "mapping_set": tm.mapping_set,
+            "tm": tm,
+            "rows": rows,
+            "verbs": list(REVIEW_VERBS),
+        },
+    )
+
+
+def _field_mapping(request: HtmxHttpRequest, project: Any, fm_id: int) -> FieldMapping:
+    return access_object(
+        request.user,
+        FieldMapping.objects.filter(
+            table_mapping__mapping_set__project=project
+        ).select_related("table_mapping__mapping_set__source_snapshot__connector"),
+        fm_id,
+        project_field="table_mapping__mapping_set__project",
+    )
+
+
+def _tm_url(fm: FieldMapping) -> str:
+    tm = fm.table_mapping
+    return reverse(
+        "migration:tablemapping-detail",
+        args=[tm.mapping_set.project_id, tm.mapping_set_id, tm.pk],
+    )
+
+
+@login_required
+@require_POST
+def fieldmapping_review(
+    request: HtmxHttpRequest, project_id: int, fm_id: int
+) -> HttpResponse:
+    """Propose, approve, flag or reject one field mapping, with a comment."""
+    project = page_project(request, project_id)
+    fm = _field_mapping(request, project, fm_id)
+    verb = request.POST.get("verb", "")
+    to = _tm_url(fm) + f"#field-{fm.pk}"
+    if verb not in REVIEW_VERBS:
+        messages.error(request, "Choose propose, approve, flag or reject")
+        return redirect(to)
+    try:
+        REVIEW_VERBS[verb](request.user, fm, request.POST.get("comment", "").strip())
+    except Refused as exc:
+        return refused(request, exc, to)
+    messages.success(request, f"{fm.target_field}: {verb} recorded")
+    return redirect(to)
+
+
+@login_required
+@require_POST
+def fieldmapping_bulk(
+    request: HtmxHttpRequest, project_id: int, set_id: int, tm_id: int
+) -> HttpResponse:
+    """Approve exactly the selected field mappings (all or nothing)."""
+    project = page_project(request, project_id)
+    tm = _table_mapping(request, project, set_id, tm_id)
+    to = reverse("migration:tablemapping-detail", args=[project.pk, set_id, tm.pk])
+    ids = request.POST.getlist("ids")
+    if not ids:
+        messages.error(request, "Select at least one mapping first")
+        return redirect(to)
+    try:
+        done = field_mappings_bulk_approve(
+            actor=request.user, ids=ids, comment=request.POST.get("comment", "")
+        )
+    except Refused as exc:
+        return refused(request, exc, to)
+    except ValidationError as exc:
+        messages.error(request, "; ".join(exc.messages))
+        return redirect(to)
+    messages.success(
+        request, f"{len(done)} mapping{'s' if len(done) != 1 else ''} approved"
+    )
+    return redirect(to)
+
+
+@login_required
+@require_GET
+@patient_data
+def fieldmapping_preview(
+    request: HtmxHttpRequest, project_id: int, fm_id: int
+) -> HttpResponse:
+    """Preview a field mapping on sampled source rows (values masked unless view_pid)."""
+    project = page_project(request, project_id)
+    fm = _field_mapping(request, project, fm_id)
+    preview = mapping_preview(user=request.user, mapping=fm)
+    template = "migration/fieldmapping_preview.html"
+    if request.htmx:
+        template += "#preview"
+    return render(
+        request,
+        template,
+        {
+            "project": project,
+            "perms": project_perms(request.user, project),
+            "fm": fm,
+            "preview": preview,
+            "back": _tm_url(fm),
+        },
+    )
+
+
+# --- crosswalks and the miss queue ---------------------------------------------------------
+
+
+@login_required
+@require_GET
+def crosswalk_list(request: HtmxHttpRequest, project_id: int) -> HttpResponse:
+    """List the project's crosswalks with their code system versions and row counts."""
+    project = page_project(request, project_id)
+    crosswalks = (
+        Crosswalk.objects.filter(project=project)
+        .select_related("code_system")
+        .annotate(
+            total=Count("rows"),
+            approved=Count("rows", filter=Q(rows__status=ReviewStatus.APPROVED)),
+            proposed=Count("rows", filter=Q(rows__status=ReviewStatus.PROPOSED)),
+        )
+    )
+    systems = CodeSystem.objects.filter(
+        pk__in=crosswalks.values("code_system")
+    ).order_by("slug", "version")
+    return render(
+        request,
+        "migration/crosswalk_list.html",
+        {
+            "project": project,
+            "perms": project_perms(request.user, project),
+            "crosswalks": crosswalks,
+            "systems": systems,
+            "open_misses": missqueue_open(user=request.user)
+            .filter(crosswalk__project=project)
+            .count(),
+        },
+    )
+
+
+def _crosswalk(request: HtmxHttpRequest, project: Any, xw_id: int) -> Crosswalk:
+    return access_object(
+        request.user,
+        Crosswalk.objects.filter(project=project).select_related("code_system"),
+        xw_id,
+    )
+
+
+@login_required
+@require_GET
+def crosswalk_detail(
+    request: HtmxHttpRequest, project_id: int, xw_id: int
+) -> HttpResponse:
+    """Show a crosswalk's rows with grades and review status; import and export."""
+    project = page_project(request, project_id)
+    crosswalk = _crosswalk(request, project, xw_id)
+    status = request.GET.get("status", "")
+    if status not in ReviewStatus.values:
+        status = ""
+    rows = crosswalk_rows_for(
+        user=request.user, crosswalk=crosswalk, status=status or None
+    ).select_related("author", "last_changed_by", "reviewer")
+    context = {
+        "project": project,
+        "perms": project_perms(request.user, project),
+        "crosswalk": crosswalk,
+        "rows": rows,
+        "status": status,
+        "statuses": ReviewStatus.choices,
+    }
+    template = "migration/crosswalk_detail.html"
+    if request.htmx and request.htmx.target == "crosswalk-rows":
+        template += "#rows"
+    return render(request, template, context)
+
+
+@login_required
+@require_GET
+def crosswalk_export(
+    request: HtmxHttpRequest, project_id: int, xw_id: int
+) -> HttpResponse:
+    """Download the crosswalk's rows as CSV (the import format plus status)."""
+    project = page_project(request, project_id)
+    crosswalk = _crosswalk(request, project, xw_id)
+    response = HttpResponse(
+        crosswalk_export_csv(crosswalk=crosswalk),
+        content_type="text/csv; charset=utf-8",
+    )
+    response["Content-Disposition"] = (
+        f'attachment; filename="crosswalk-{crosswalk.slug}-v{crosswalk.version}.csv"'
+    )
+    return response
+
+
+@login_required
+@require_POST
+def crosswalk_import(
+    request: HtmxHttpRequest, project_id: int, xw_id: int
+) -> HttpResponse:
+    """Import proposed rows from an uploaded CSV file (whole file or nothing)."""
+    project = page_project(request, project_id)
+    crosswalk = _crosswalk(request, project, xw_id)
+    to = reverse("migration:crosswalk-detail", args=[project.pk, crosswalk.pk])
+    upload = request.FILES.get("file")
+    if upload is None:
+        messages.error(request, "Choose a CSV file to import")
+        return redirect(to)
+    try:
+        counts = crosswalk_import_csv(
+            actor=request.user, crosswalk=crosswalk, file_bytes=upload.read()
+        )
+    except Refused as exc:
+        return refused(request, exc, to)
+    messages.success(
+        request,
+        "Imported: {created} new, {updated} changed, {unchanged} unchanged".format(
+            **{k: counts.get(k, 0) for k in ("created", "updated", "unchanged")}
+        ),
+    )
+    return redirect(to)
+
+
+ROW_VERBS = {
+    "approve": crosswalk_row_approve,
+    "flag": crosswalk_row_flag,
+    "reject": crosswalk_row_reject,
+}
+
+
+@login_required
+@require_POST
+def crosswalkrow_review(
+    request: HtmxHttpRequest, project_id: int, row_id: int
+) -> HttpResponse:
+    """Approve, flag or reject one crosswalk row, with a comment."""
+    project = page_project(request, project_id)
+    row = access_object(
+        request.user,
+        CrosswalkRow.objects.filter(crosswalk__project=project).select_related(
+            "crosswalk"
+        ),
+        row_id,
+        project_field="crosswalk__project",
+    )
+    to = reverse("migration:crosswalk-detail", args=[project.pk, row.crosswalk_id])
+    verb = request.POST.get("verb", "")
+    if verb not in ROW_VERBS:
+        messages.error(request, "Choose approve, flag or reject")
+        return redirect(to)
+    try:
+        ROW_VERBS[verb](
+            actor=request.user, row=row, comment=request.POST.get("comment", "").strip()
+        )
+    except Refused as exc:
+        return refused(request, exc, to)
+    messages.success(request, f"{row.local_code}: {verb} recorded")
+    return redirect(f"{to}#row-{row.pk}")
+
+
+@login_required
+@require_GET
+def miss_list(request: HtmxHttpRequest, project_id: int) -> HttpResponse:
+    """Show the open miss queue, most frequent values first, with add-a-row forms."""
+    project = page_project(request, project_id)
+    entries = missqueue_open(user=request.user).filter(crosswalk__project=project)[:200]
+    return render(
+        request,
+        "migration/miss_list.html",
+        {
+            "project": project,
+            "perms": project_perms(request.user, project),
+            "entries": entries,
+            "equivalences": [
+                (v, label) for v, label in Equivalence.choices if v != "unmatched"
+            ]
+            + [("unmatched", "Unmatched")],
+        },
+    )
+
+
+@login_required
+@require_POST
+def miss_resolve(
+    request: HtmxHttpRequest, project_id: int, miss_id: int
+) -> HttpResponse:
+    """Add a proposed crosswalk row for a missed value (resolves its entries)."""
+    project = page_project(request, project_id)
+    entry = access_object(
+        request.user,
+        MissQueueEntry.objects.filter(crosswalk__project=project).select_related(
+            "crosswalk"
+        ),
+        miss_id,
+        project_field="crosswalk__project",
+    )
+    to = reverse("migration:miss-list", args=[project.pk])
+    try:
+        row = missqueue_resolve(
+            actor=request.user,
+            entry=entry,
+            target_code=request.POST.get("target_code", "").strip(),
+            equivalence=request.POST.get("equivalence", ""),
+            rationale=request.POST.get("rationale", "").strip(),
+        )
+    except Refused as exc:
+        return refused(request, exc, to)
+    messages.success(
+        request,
+        f"Row {row.local_code} → {row.target_code or '∅'} proposed in "
+        f"{entry.crosswalk.name}",
+    )
+    return redirect(to)
