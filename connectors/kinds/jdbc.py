@@ -68,7 +68,7 @@ class JdbcConfig(KindConfig):
     schema_: str | None = Field(None, alias="schema")
     catalog: str | None = None
     dialect: str | None = None
-    fetch_size: int = Field(10_000, ge=100, le=1_000_000)
+    fetch_size: int = Field(50_000, ge=100, le=1_000_000)
 
     @field_validator("url")
     @classmethod
@@ -137,8 +137,11 @@ def _jvm() -> Any:
 
     with _LOCK:
         if not jpype.isJVMStarted():
-            # convertStrings=True: what JayDeBeApi's cursor expects.
-            jpype.startJVM(convertStrings=True)
+            # convertStrings=True: what JayDeBeApi's cursor expects. A capped
+            # heap: batches are garbage quickly and the JVM would otherwise
+            # grow towards a quarter of the machine's memory.
+            heap = os.environ.get("PAS_JVM_MAX_HEAP", "512m")
+            jpype.startJVM(f"-Xmx{heap}", convertStrings=True)
     return jpype
 
 

@@ -56,7 +56,7 @@ class OdbcConfig(KindConfig):
     catalog: str | None = None
     options: dict[str, str] = Field(default_factory=dict)
     dialect: str | None = Field(None, description="sqlglot dialect; default by DBMS")
-    fetch_size: int = Field(10_000, ge=100, le=1_000_000)
+    fetch_size: int = Field(50_000, ge=100, le=1_000_000)
     login_timeout_s: int = Field(10, ge=1, le=300)
 
     @field_validator("options")
