@@ -31,6 +31,13 @@ JARS = {
     "h2": "/usr/share/java/h2.jar",
 }
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register django_db when pytest-django is off (-p no:django), so the
+    Django test files can still be collected and then deselected by -m."""
+    config.addinivalue_line("markers", "django_db: needs the Django test database")
+
+
 # ------------------------------------------------------------------ the data
 
 

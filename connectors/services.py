@@ -1,0 +1,286 @@
+"""Connector write services. Each is atomic and writes one audit event.
+
+Secrets: a kind's secret fields (pydantic ``SecretRef``) hold references only.
+Callers pass secrets separately (``secrets={"password": ...}``): a reference
+(``env:``/``file:``/``fernet:``) is stored as is, anything else is encrypted
+to a ``fernet:`` token first. The reference lives in ``config`` (so the kind
+can open it) and is mirrored in ``secret_refs``; neither the value nor the
+reference is ever written to the audit trail, only the field names.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from pydantic import SecretStr
+from pydantic import ValidationError as PydanticValidationError
+
+from connectors.kinds import get_kind
+from connectors.models import Connector, ConnectorHealth, HealthStatus, QueryLog
+from connectors.secrets import encrypt, is_reference, scrub
+from governance import audit
+from migration.engine.errors import EngineError
+
+__all__ = [
+    "connector_check",
+    "connector_create",
+    "connector_delete",
+    "connector_open",
+    "connector_update",
+    "query_log_record",
+    "secret_fields",
+]
+
+
+def secret_fields(kind: str) -> list[str]:
+    """Return the names of the config fields of ``kind`` that hold secrets."""
+    model = get_kind(kind).config_model
+    out = []
+    for name, info in model.model_fields.items():
+        if info.annotation is not None and "SecretStr" in str(info.annotation):
+            out.append(info.alias or name)
+    return sorted(out)
+
+
+def _validate(kind: str, role: str, config: dict[str, Any]) -> dict[str, Any]:
+    try:
+        spec = get_kind(kind)
+    except EngineError as exc:
+        raise ValidationError({"kind": str(exc)}) from None
+    if role not in spec.roles:
+        raise ValidationError({"role": f"kind {kind!r} cannot be a {role}"})
+    try:
+        model = spec.validate(config)
+    except PydanticValidationError as exc:
+        # hide_input_in_errors: messages name fields, never values.
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ValidationError({"config": problems}) from None
+    stored = model.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    for field in secret_fields(kind):
+        value = getattr(model, field, None) or config.get(field)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if value:
+            stored[field] = value  # the reference, not the masked dump
+    return stored
+
+
+def _merge_secrets(
+    kind: str, config: dict[str, Any], secrets: dict[str, str] | None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    allowed = set(secret_fields(kind))
+    merged = dict(config)
+    for field in allowed & set(merged):
+        # A secret in plain config is treated like one passed in ``secrets``.
+        secrets = {field: str(merged.pop(field)), **(secrets or {})}
+    refs: dict[str, str] = {}
+    for field, value in (secrets or {}).items():
+        if field not in allowed:
+            raise ValidationError(
+                {"secrets": f"{field} is not a secret field of {kind}"}
+            )
+        if value in ("", None):
+            continue
+        refs[field] = value if is_reference(value) else encrypt(value)
+    merged.update(refs)
+    return merged, refs
+
+
+def _actor_user(actor: Any) -> Any:
+    return actor if getattr(actor, "is_authenticated", False) else None
+
+
+@transaction.atomic
+def connector_create(
+    *,
+    actor: Any,
+    project: Any,
+    name: str,
+    kind: str,
+    role: str,
+    config: dict[str, Any],
+    secrets: dict[str, str] | None = None,
+) -> Connector:
+    """Create and audit a connector; raise ValidationError on a bad kind/config."""
+    try:
+        get_kind(kind)
+    except EngineError as exc:
+        raise ValidationError({"kind": str(exc)}) from None
+    merged, refs = _merge_secrets(kind, config, secrets)
+    stored = _validate(kind, role, merged)
+    connector = Connector(
+        project=project,
+        name=name,
+        kind=kind,
+        role=role,
+        config=stored,
+        secret_refs=refs,
+        created_by=_actor_user(actor),
+    )
+    connector.full_clean()
+    connector.save()
+    audit.record(
+        actor=actor,
+        action="connectors.connector.created",
+        target=connector,
+        data={
+            "name": name,
+            "kind": kind,
+            "role": role,
+            "config_keys": sorted(k for k in stored if k not in refs),
+            "credential_fields": sorted(refs),
+        },
+    )
+    return connector
+
+
+@transaction.atomic
+def connector_update(
+    *,
+    actor: Any,
+    connector: Connector,
+    name: str | None = None,
+    config: dict[str, Any] | None = None,
+    secrets: dict[str, str] | None = None,
+) -> Connector:
+    """Update and audit a connector; secrets left out (or blank) stay unchanged."""
+    connector = Connector.objects.select_for_update().get(pk=connector.pk)
+    kind_secrets = set(secret_fields(connector.kind))
+    base = dict(config if config is not None else connector.config)
+    old_refs = dict(connector.secret_refs or {})
+    for field in kind_secrets:
+        if field not in base and field in old_refs:
+            base[field] = old_refs[field]  # write-only: keep what was set
+    merged, new_refs = _merge_secrets(connector.kind, base, secrets)
+    stored = _validate(connector.kind, connector.role, merged)
+    refs = {**old_refs, **new_refs}
+    for field in kind_secrets:
+        if merged.get(field):
+            refs[field] = merged[field]
+    changed = sorted(
+        k
+        for k in set(stored) | set(connector.config)
+        if k not in kind_secrets and stored.get(k) != connector.config.get(k)
+    )
+    rotated = sorted(f for f in refs if refs.get(f) != old_refs.get(f))
+    if name is not None:
+        connector.name = name
+    connector.config = stored
+    connector.secret_refs = refs
+    connector.full_clean()
+    connector.save()
+    audit.record(
+        actor=actor,
+        action="connectors.connector.updated",
+        target=connector,
+        data={"changed": changed, "credential_fields_changed": rotated},
+    )
+    return connector
+
+
+@transaction.atomic
+def connector_delete(*, actor: Any, connector: Connector) -> None:
+    """Delete and audit a connector (the audit row keeps its id and name)."""
+    audit.record(
+        actor=actor,
+        action="connectors.connector.deleted",
+        target=connector,
+        data={"name": connector.name, "kind": connector.kind},
+    )
+    connector.delete()
+
+
+def connector_open(connector: Connector) -> Any:
+    """Return an unconnected source/target object for ``connector``."""
+    return get_kind(connector.kind).open(connector.config, name=connector.name)
+
+
+def connector_check(*, actor: Any, connector: Connector) -> ConnectorHealth:
+    """Run the kind's check() (outside any transaction) and record + audit it."""
+    t0 = time.monotonic()
+    try:
+        source = connector_open(connector)
+        try:
+            result = source.check()
+        finally:
+            source.close()
+        ok, can_write = result.ok, result.can_write
+        message = "; ".join(result.problems)
+        details = {
+            "server": result.server,
+            "reachable": result.reachable,
+            "authenticated": result.authenticated,
+            "read_only_session": result.read_only_session,
+            "can_write": can_write,
+        }
+    except Exception as exc:  # a bad config is a failed check, not a crash
+        ok, can_write = False, None
+        message = f"{type(exc).__name__}: {exc}"
+        details = {}
+    message = scrub(message)
+    if not ok:
+        status = HealthStatus.DOWN
+    elif can_write or message:
+        status = HealthStatus.DEGRADED
+    else:
+        status = HealthStatus.OK
+    latency = int((time.monotonic() - t0) * 1000)
+    with transaction.atomic():
+        health = ConnectorHealth.objects.create(
+            connector=connector,
+            status=status,
+            read_only=None if can_write is None else not can_write,
+            latency_ms=latency,
+            message=message,
+            details=details,
+        )
+        Connector.objects.filter(pk=connector.pk).update(
+            health_status=status, health_checked_at=timezone.now()
+        )
+        audit.record(
+            actor=actor,
+            action="connectors.connector.checked",
+            target=connector,
+            data={"status": status, "read_only": health.read_only},
+        )
+    return health
+
+
+def query_log_record(
+    *,
+    connector: Connector,
+    actor: str,
+    statement: str,
+    purpose: str,
+    outcome: str,
+    rows: int | None = None,
+    duration_ms: int | None = None,
+    message: str = "",
+    run_id: int | None = None,
+) -> QueryLog:
+    """Store one QueryLog row with the statement's literals stripped."""
+    from connectors.guard import strip_literals
+    from connectors.kinds import get_kind as _get
+
+    dialect = getattr(
+        _get(connector.kind).open(connector.config, name=connector.name),
+        "dialect",
+        None,
+    )
+    return QueryLog.objects.create(
+        connector=connector,
+        actor=actor,
+        run_id=run_id,
+        statement=strip_literals(statement, dialect),
+        purpose=purpose,
+        rows=rows,
+        duration_ms=duration_ms,
+        outcome=outcome,
+        message=scrub(message),
+    )

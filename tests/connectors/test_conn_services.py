@@ -1,0 +1,136 @@
+"""Connector services (Django): validation per kind, secrets as references or
+Fernet tokens, one audit event per change, health checks, admin write-only."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+from django.core.exceptions import ValidationError
+
+from .conftest import load_sqlite
+
+pytestmark = [pytest.mark.django_db, pytest.mark.django]
+
+CANARY = "CANARY-pw-7f3a9"
+
+
+@pytest.fixture(autouse=True)
+def _fernet(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAS_FERNET_KEYS", Fernet.generate_key().decode())
+
+
+def _events(action: str) -> list[Any]:
+    from governance.models import AuditEvent
+
+    return list(AuditEvent.objects.filter(action=action))
+
+
+def test_create_sqlite_source_and_check(project: Any, tmp_path: Path) -> None:
+    from connectors import services
+    from connectors.models import HealthStatus
+
+    path = load_sqlite(tmp_path / "pas.db")
+    c = services.connector_create(
+        actor="tests", project=project, name="legacy", kind="sqlite", role="source",
+        config={"path": str(path)},
+    )  # fmt: skip
+    assert c.config == {"path": str(path)}
+    (ev,) = _events("connectors.connector.created")
+    assert ev.data["kind"] == "sqlite" and ev.target_id == str(c.pk)
+    health = services.connector_check(actor="tests", connector=c)
+    assert health.status == HealthStatus.OK and health.read_only is True
+    c.refresh_from_db()
+    assert c.health_status == HealthStatus.OK
+    assert len(_events("connectors.connector.checked")) == 1
+    assert services.connector_open(c).count("PA_PatMas") == 60
+
+
+def test_bad_config_and_role_are_validation_errors(project: Any) -> None:
+    from connectors import services
+
+    with pytest.raises(ValidationError, match="path"):
+        services.connector_create(
+            actor="tests", project=project, name="x", kind="sqlite", role="source",
+            config={},
+        )  # fmt: skip
+    with pytest.raises(ValidationError, match="cannot be a target"):
+        services.connector_create(
+            actor="tests", project=project, name="x", kind="csv", role="target",
+            config={"path": "/tmp"},
+        )  # fmt: skip
+    with pytest.raises(ValidationError, match="unknown connector kind"):
+        services.connector_create(
+            actor="tests", project=project, name="x", kind="nope", role="source",
+            config={},
+        )  # fmt: skip
+    assert _events("connectors.connector.created") == []
+
+
+def test_inline_secret_is_encrypted_and_never_logged(
+    project: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from connectors import services
+    from connectors.secrets import resolve
+    from governance.models import AuditEvent
+
+    caplog.set_level(logging.DEBUG)
+    c = services.connector_create(
+        actor="tests", project=project, name="pg", kind="postgresql", role="source",
+        config={"dbname": "x", "user": "u", "host": "127.0.0.1", "port": 1},
+        secrets={"password": CANARY},
+    )  # fmt: skip
+    ref = c.config["password"]
+    assert ref.startswith("fernet:") and c.secret_refs == {"password": ref}
+    assert resolve(ref) == CANARY
+    health = services.connector_check(actor="tests", connector=c)
+    assert health.status == "down"
+    # Update without secrets keeps the reference (write-only field).
+    c = services.connector_update(actor="tests", connector=c, config={
+        "dbname": "y", "user": "u", "host": "127.0.0.1", "port": 1})  # fmt: skip
+    assert c.config["password"] == ref and c.config["dbname"] == "y"
+    (ev,) = _events("connectors.connector.updated")
+    assert ev.data["changed"] == ["dbname"]
+    # A reference is stored as is, and rotation shows in the audit as a name.
+    c = services.connector_update(
+        actor="tests", connector=c, secrets={"password": "env:PG_PW"}
+    )
+    assert c.config["password"] == "env:PG_PW"
+    assert _events("connectors.connector.updated")[-1].data[
+        "credential_fields_changed"
+    ] == ["password"]
+    dump = repr(list(AuditEvent.objects.values())) + caplog.text + health.message
+    assert CANARY not in dump and ref not in dump
+    services.connector_delete(actor="tests", connector=c)
+    assert len(_events("connectors.connector.deleted")) == 1
+
+
+def test_query_log_strips_literals(project: Any, tmp_path: Path) -> None:
+    from connectors import services
+
+    c = services.connector_create(
+        actor="tests", project=project, name="q", kind="sqlite", role="source",
+        config={"path": str(load_sqlite(tmp_path / "q.db"))},
+    )  # fmt: skip
+    row = services.query_log_record(
+        connector=c, actor="tests", purpose="sample", outcome="ok", rows=1,
+        statement="SELECT * FROM PA_PatMas WHERE PAPMI_NHSNo = '9434765919'",
+    )  # fmt: skip
+    assert "9434765919" not in row.statement and "?" in row.statement
+
+
+def test_admin_never_renders_the_secret(admin_client: Any, project: Any) -> None:
+    from connectors import services
+
+    c = services.connector_create(
+        actor="tests", project=project, name="pg2", kind="postgresql", role="source",
+        config={"dbname": "x", "user": "u"}, secrets={"password": CANARY},
+    )  # fmt: skip
+    page = admin_client.get(f"/admin/connectors/connector/{c.pk}/change/")
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert CANARY not in body and c.config["password"] not in body
+    assert "(set)" in body
