@@ -30,6 +30,7 @@ __all__ = [
     "connector_create",
     "connector_delete",
     "connector_open",
+    "connector_secrets_rewrap",
     "connector_update",
     "query_log_record",
     "secret_fields",
@@ -284,3 +285,35 @@ def query_log_record(
         outcome=outcome,
         message=scrub(message),
     )
+
+
+@transaction.atomic
+def connector_secrets_rewrap(*, actor: Any) -> int:
+    """Re-encrypt every fernet: secret under the newest key; return how many changed."""
+    from connectors.secrets import rewrap
+
+    changed = 0
+    for connector in Connector.objects.select_for_update().order_by("pk"):
+        fields = []
+        config = dict(connector.config)
+        refs = dict(connector.secret_refs or {})
+        for field in secret_fields(connector.kind):
+            token = config.get(field)
+            if isinstance(token, str) and token.startswith("fernet:"):
+                new = rewrap(token)
+                config[field] = new
+                if field in refs:
+                    refs[field] = new
+                fields.append(field)
+        if fields:
+            Connector.objects.filter(pk=connector.pk).update(
+                config=config, secret_refs=refs
+            )
+            audit.record(
+                actor=actor,
+                action="connectors.connector.rewrapped",
+                target=connector,
+                data={"credential_fields": sorted(fields)},
+            )
+            changed += 1
+    return changed

@@ -134,3 +134,33 @@ def test_admin_never_renders_the_secret(admin_client: Any, project: Any) -> None
     body = page.content.decode()
     assert CANARY not in body and c.config["password"] not in body
     assert "(set)" in body
+
+
+def test_rewrap_command_rotates_keys(
+    project: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from django.core.management import call_command
+
+    from connectors import services
+    from connectors.models import Connector
+    from connectors.secrets import resolve
+
+    old = os.environ["PAS_FERNET_KEYS"]
+    c = services.connector_create(
+        actor="tests", project=project, name="rot", kind="postgresql", role="source",
+        config={"dbname": "x", "user": "u"}, secrets={"password": CANARY},
+    )  # fmt: skip
+    token = c.config["password"]
+    new = Fernet.generate_key().decode()
+    monkeypatch.setenv("PAS_FERNET_KEYS", f"{new},{old}")
+    call_command("rewrap_secrets")
+    c = Connector.objects.get(pk=c.pk)
+    assert (
+        c.config["password"] != token
+        and c.secret_refs["password"] == c.config["password"]
+    )
+    monkeypatch.setenv("PAS_FERNET_KEYS", new)  # the old key retired
+    assert resolve(c.config["password"]) == CANARY
+    assert len(_events("connectors.connector.rewrapped")) == 1
