@@ -1,4 +1,4 @@
-"""S1/S2 for the pages: every route and htmx fragment × role against a declared
+"""S1/S2 for the pages: every route and htmx fragment x role against a declared
 policy; CSRF on every unsafe route; no-store on patient data; no patient
 identifier in any URL the pages link to.
 
