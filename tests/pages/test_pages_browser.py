@@ -217,7 +217,7 @@ def test_auditor_exports_the_evidence_bundle(
     page.wait_for_selector("#audit-results:has-text('migration.run')")
     shot(page, "d-auditor", "01-audit-search")
     with page.expect_download() as info:
-        page.click(f"button:has-text('Export evidence') >> nth=0")
+        page.click("button:has-text('Export evidence') >> nth=0")
     download = info.value
     target = SCREENSHOTS / "d-auditor" / download.suggested_filename
     download.save_as(str(target))
