@@ -15,4 +15,9 @@ urlpatterns = [
         views.connector_detail,
         name="connector-detail",
     ),
+    path(
+        "connectors/<int:connector_id>/check/",
+        views.connector_check_view,
+        name="connector-check",
+    ),
 ]

@@ -7,12 +7,16 @@ lives with the snapshot pages (``migration:snapshot-create``).
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
 
 from connectors.models import Connector
+from connectors.services import connector_check
 from governance.access import access_object
 from pasportal.htmx import HtmxHttpRequest
 from pasportal.views import page_project, project_perms
@@ -46,6 +50,12 @@ def connector_detail(
     connector = access_object(
         request.user, Connector.objects.filter(project=project), connector_id
     )
+    return _detail(request, project, connector)
+
+
+def _detail(
+    request: HtmxHttpRequest, project: Any, connector: Connector
+) -> HttpResponse:
     context = {
         "project": project,
         "perms": project_perms(request.user, project),
@@ -59,3 +69,22 @@ def connector_detail(
     if request.htmx and request.htmx.target == "connector-health":
         template += "#health"
     return render(request, template, context)
+
+
+@login_required
+@require_POST
+def connector_check_view(
+    request: HtmxHttpRequest, project_id: int, connector_id: int
+) -> HttpResponse:
+    """Test the connection now; record the result in the health history."""
+    # connector_check records whatever it is asked to, so the permission is
+    # enforced here, before the connector is touched.
+    project = page_project(request, project_id, "manage_connectors")
+    connector = access_object(
+        request.user, Connector.objects.filter(project=project), connector_id
+    )
+    health = connector_check(actor=request.user, connector=connector)
+    if request.htmx:
+        return _detail(request, project, connector)
+    messages.success(request, f"Connection test: {health.get_status_display()}")
+    return redirect("connectors:connector-detail", project.pk, connector.pk)

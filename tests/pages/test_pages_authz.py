@@ -60,6 +60,7 @@ def only(**allowed: int) -> dict[str, int]:
 POLICY: dict[str, tuple[str, dict[str, int]]] = {
     "connectors:connector-list": ("GET", VIEW_PAGE),
     "connectors:connector-detail": ("GET", VIEW_PAGE),
+    "connectors:connector-check": ("POST", only(dm_engineer=302)),
     "migration:snapshot-list": ("GET", VIEW_PAGE),
     "migration:snapshot-create": ("POST", only(dm_engineer=302)),
     "migration:snapshot-detail": ("GET", VIEW_PAGE),

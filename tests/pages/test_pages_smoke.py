@@ -56,3 +56,22 @@ def test_every_page_renders_for_a_steward(
         reverse("migration:fieldmapping-preview", args=[p, world["theirs"][0].pk])
     ).content.decode()
     assert "Preview not available" not in html, html[html.find("<main") :][:3000]
+
+
+def test_test_connection_records_health_and_answers_htmx(
+    client: Client, world: dict[str, Any], dm_engineer: Any
+) -> None:
+    client.force_login(dm_engineer)
+    p, c = world["project"].pk, world["source"]
+    url = reverse("connectors:connector-check", args=[p, c.pk])
+    response = client.post(
+        url, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="connector-health"
+    )
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert html.lstrip().startswith('<div id="connector-health">')
+    assert "<html" not in html
+    assert c.health.count() == 1
+    response = client.post(url)
+    assert response.status_code == 302
+    assert c.health.count() == 2
