@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import models
+from django.db import IntegrityError, models
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import exceptions, serializers, status
@@ -143,6 +143,14 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
             ),
             status=status.HTTP_422_UNPROCESSABLE_ENTITY,
             headers={"Retry-After": "30"} if transient else None,
+        )
+    if isinstance(exc, IntegrityError):
+        # e.g. a second table mapping for the same target table. The database's
+        # text names constraints and values: not for the client.
+        set_rollback()
+        return Response(
+            error_body("conflict", "That conflicts with an existing object."),
+            status=status.HTTP_409_CONFLICT,
         )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
