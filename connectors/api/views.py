@@ -1,8 +1,8 @@
-"""API views of the connectors app: list and detail (secrets masked), health.
+"""API views of the connectors app: list and detail (secrets masked), health,
+and the connection check.
 
-Changes to connectors (check, profile) are left to their services; discovery
-into a schema snapshot is ``POST /api/v1/snapshots/`` (the migration app owns
-snapshots, and connectors sit below it).
+Discovery and profiling into a schema snapshot is ``POST /api/v1/snapshots/``
+(the migration app owns snapshots, and connectors sit below it).
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ from rest_framework.viewsets import GenericViewSet
 
 from connectors.api.serializers import ConnectorHealthSerializer, ConnectorSerializer
 from connectors.models import Connector
-from pasportal.api import READ_ERRORS, ProjectScoped
+from connectors.services import connector_check
+from governance import audit
+from governance.access import user_has_project_perm
+from pasportal.api import READ_ERRORS, WRITE_ERRORS, ProjectScoped
 
 
 @extend_schema_view(
@@ -25,6 +28,11 @@ from pasportal.api import READ_ERRORS, ProjectScoped
     ),
     retrieve=extend_schema(
         summary="One connector", responses={200: ConnectorSerializer, **READ_ERRORS}
+    ),
+    check=extend_schema(
+        summary="Test the connection now (needs manage_connectors)",
+        request=None,
+        responses={200: ConnectorHealthSerializer, **WRITE_ERRORS},
     ),
     health=extend_schema(
         summary="Health check history, newest first",
@@ -48,3 +56,22 @@ class ConnectorViewSet(
         return self.get_paginated_response(
             ConnectorHealthSerializer(page, many=True).data
         )
+
+    @action(detail=True, methods=["post"])
+    def check(self, request: Request, pk: str) -> Response:
+        """Call ``connector_check`` and return the recorded health row."""
+        connector = self.get_object()
+        # connector_check records whatever it is asked to (the page enforces
+        # the permission the same way): refuse, audited, before touching it.
+        if not user_has_project_perm(
+            request.user, connector.project_id, "manage_connectors"
+        ):
+            raise audit.refuse(
+                actor=request.user,
+                action="connectors.connector.check_refused",
+                reason="you may not manage connectors on this project",
+                code="forbidden",
+                target=connector,
+            )
+        health = connector_check(actor=request.user, connector=connector)
+        return Response(ConnectorHealthSerializer(health).data)

@@ -91,6 +91,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("connector-list", "GET"): Rule(LIST),
     ("connector-detail", "GET"): Rule(DETAIL, obj="source"),
     ("connector-health", "GET"): Rule(DETAIL, obj="source"),
+    ("connector-check", "POST"): Rule(expect("401 200 403 404 403 200"), obj="source"),
     # --- snapshots
     ("snapshot-list", "GET"): Rule(LIST),
     ("snapshot-list", "POST"): Rule(

@@ -56,6 +56,7 @@ OBJECT_ENDPOINTS: list[tuple[str, str, str, dict[str, Any] | None]] = [
     ("project-detail", "get", "project", None),
     ("connector-detail", "get", "source", None),
     ("connector-health", "get", "source", None),
+    ("connector-check", "post", "source", {}),
     ("snapshot-detail", "get", "snapshot", None),
     ("snapshot-profile", "get", "snapshot", None),
     ("snapshot-diff", "get", "snapshot", None),
