@@ -9,4 +9,7 @@ class GovernanceConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from governance import signals  # noqa: F401  (connects cleanup receivers)
+        from governance import (  # noqa: F401  (connect receivers)
+            receivers,
+            signals,
+        )

@@ -101,17 +101,18 @@ def lifecycle_run(
     target: dict[str, Any] | None = None,
     defect_rate: float = 0.01,
     progress: Callable[[Any], None] | None = None,
+    project_slug: str = PROJECT_SLUG,
 ) -> dict[str, Any]:
     """Run the whole lifecycle and return a summary (run, ledger, rejects, gate)."""
     role_groups_ensure()
-    project = MigrationProject.objects.filter(
-        slug=PROJECT_SLUG
-    ).first() or project_create(
-        actor="run_lifecycle",
-        name="Lifecycle demo",
-        slug=PROJECT_SLUG,
-        description="Created by manage.py run_lifecycle",
-    )
+    project = MigrationProject.objects.filter(slug=project_slug).first()
+    if project is None:
+        project = project_create(
+            actor="run_lifecycle",
+            name="Lifecycle demo" if project_slug == PROJECT_SLUG else project_slug,
+            slug=project_slug,
+            description="Created by manage.py run_lifecycle",
+        )
     user = _service_account(project)
     legacy_dir = work_dir / f"legacy-{patients}-{seed}"
     manifest = legacy_dir / "manifest.json"
@@ -159,8 +160,10 @@ def lifecycle_run(
     )
     run_execute(run.pk, progress_hook=progress)
     run.refresh_from_db()
-    evaluation: GateEvaluation | None = None
-    if run.state == "succeeded":
+    # The run's gate was evaluated when it finished (governance.receivers);
+    # evaluate here only if that did not happen (e.g. the run failed early).
+    evaluation: GateEvaluation | None = run.gates.filter(profile=profile).first()
+    if evaluation is None and run.state == "succeeded":
         evaluation = gate_evaluate(actor=user, run=run, profile=profile)
     return summary(run=run, evaluation=evaluation)
 

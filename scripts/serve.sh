@@ -18,7 +18,10 @@ $PY manage.py run_lifecycle --project demo --rows "${PAS_DEMO_PATIENTS:-2000}" -
 
 $PY manage.py qcluster &
 QPID=$!
+$PY manage.py run_monitor &
+MPID=$!
 stop_cluster() {
+  kill "$MPID" 2>/dev/null || true
   # Give the cluster 15 s to finish its current task, then stop it hard:
   # a killed run resumes from its checkpoint, so nothing is lost.
   kill "$QPID" 2>/dev/null || return 0

@@ -124,7 +124,11 @@ def test_started_run_executes_on_commit_and_balances(
         "migration.run.created",
         "migration.run.started",
         "migration.run.succeeded",
+        "governance.gate.evaluated",  # the run's own profile, as its starter
     ]
+    assert run.gates.get().profile == "pre_production"
+    run.refresh_from_db()
+    assert run.gate_outcome in ("passed", "gate_failed")
 
 
 def test_a_user_without_start_run_is_refused_and_audited(

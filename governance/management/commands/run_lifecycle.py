@@ -57,6 +57,9 @@ class Command(BaseCommand):
             "--json", type=Path, default=None, help="write the full report"
         )
         parser.add_argument("--work-dir", type=Path, default=None)
+        parser.add_argument(
+            "--project", default="lifecycle", help="project slug (created when missing)"
+        )
 
     def _spec(self, raw: str | None, what: str) -> dict[str, Any] | None:
         if raw is None:
