@@ -23,6 +23,7 @@ from connectors.kinds import get_kind
 from connectors.models import Connector, ConnectorHealth, HealthStatus, QueryLog
 from connectors.secrets import encrypt, is_reference, scrub
 from governance import audit
+from governance.access import user_has_project_perm
 from migration.engine.errors import EngineError
 
 __all__ = [
@@ -203,7 +204,21 @@ def connector_open(connector: Connector) -> Any:
 
 
 def connector_check(*, actor: Any, connector: Connector) -> ConnectorHealth:
-    """Run the kind's check() (outside any transaction) and record + audit it."""
+    """Run the kind's check() (outside any transaction) and record + audit it.
+
+    Raises Refused (audited) when a person without manage_connectors asks; a
+    system actor (the scheduler, a command) is trusted.
+    """
+    if not isinstance(actor, str) and not user_has_project_perm(
+        actor, connector.project_id, "manage_connectors"
+    ):
+        raise audit.refuse(
+            actor=actor,
+            action="connectors.connector.check_refused",
+            reason="you need the manage_connectors permission on this project",
+            code="forbidden",
+            target=connector,
+        )
     t0 = time.monotonic()
     try:
         source = connector_open(connector)
