@@ -18,7 +18,8 @@ from migration.services.suggestions import (
     suggestions_for_snapshot,
 )
 
-SYNTHEA = Path("/work/shared/data/synthea")
+# shared/ sits beside the checkout (CI lays a copy there too).
+SYNTHEA = Path(__file__).resolve().parents[3] / "shared" / "data" / "synthea"
 
 #: The right source column of every target field of nhs_pas_target v1 on the
 #: generated legacy PAS (docs/legacy-pas.md), written down independently of
