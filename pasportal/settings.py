@@ -8,6 +8,7 @@ mode, django-q2's ORM broker, files under ``var/``) need no variables at all;
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,18 @@ def _secret(env_name: str, file_env_name: str, dev_file: str) -> str:
 SECRET_KEY = _secret("DJANGO_SECRET_KEY", "DJANGO_SECRET_KEY_FILE", "secret_key")
 # The audit chain's HMAC key: never stored in the database it protects.
 PAS_AUDIT_KEY = _secret("PAS_AUDIT_KEY", "PAS_AUDIT_KEY_FILE", "audit.key")
+# Fernet keys for inline connector secrets (newest first). connectors.secrets is
+# framework-free and reads the environment, so a generated development key is
+# exported there; production must set PAS_FERNET_KEYS itself to use inline secrets.
+if not os.environ.get("PAS_FERNET_KEYS") and not PRODUCTION:
+    _fernet_file = VAR_DIR / "fernet.key"
+    if not _fernet_file.exists():
+        from cryptography.fernet import Fernet
+
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        _fernet_file.write_text(Fernet.generate_key().decode(), encoding="utf-8")
+        _fernet_file.chmod(0o600)
+    os.environ["PAS_FERNET_KEYS"] = _fernet_file.read_text(encoding="utf-8").strip()
 PAS_AUDIT_HEAD_FILE = Path(
     env_str("PAS_AUDIT_HEAD_FILE", str(VAR_DIR / "audit-head.json"))
 )
