@@ -11,6 +11,7 @@ class MigrationConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
+        from migration import receivers  # noqa: F401  (connects signal receivers)
         from migration.schedules import schedules_ensure
 
         post_migrate.connect(schedules_ensure, sender=self)
