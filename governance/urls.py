@@ -17,6 +17,11 @@ urlpatterns = [
     ),
     path("runs/<int:run_id>/signoffs/", views.signoff_create, name="signoff-create"),
     path(
+        "runs/<int:run_id>/waivers/",
+        views.waiver_request_view,
+        name="waiver-create",
+    ),
+    path(
         "waivers/<int:waiver_id>/approve/",
         views.waiver_approve_view,
         name="waiver-approve",

@@ -25,7 +25,12 @@ from django.views.decorators.http import require_GET, require_POST
 from governance.access import access_object
 from governance.audit import Refused, verify_database
 from governance.evidence import evidence_export
-from governance.gates import gate_evaluate, gate_profiles, waiver_approve
+from governance.gates import (
+    gate_evaluate,
+    gate_profiles,
+    waiver_approve,
+    waiver_request,
+)
 from governance.models import AuditEvent, EvidenceExport, GateEvaluation, Waiver
 from governance.roles import Role
 from governance.services import roles_of
@@ -96,6 +101,11 @@ def gate_detail(request: HtmxHttpRequest, project_id: int, run_id: int) -> HttpR
             "sign_roles": [(r, Role(r).label) for r in sign_roles],
             "role_labels": dict(Role.choices),
             "waivers": waivers,
+            "failing_checks": [
+                c
+                for c in checks
+                if c.status in ("FAIL", "ERROR", "PASS_WITH_VIOLATIONS")
+            ],
             "now": timezone.now(),
         },
     )
@@ -140,6 +150,35 @@ def signoff_create(
         return refused(request, exc, f"{to}?profile={profile}")
     messages.success(request, "Your sign-off is recorded")
     return redirect(f"{to}?profile={profile}")
+
+
+@login_required
+@require_POST
+def waiver_request_view(
+    request: HtmxHttpRequest, project_id: int, run_id: int
+) -> HttpResponse:
+    """Ask for a time-limited waiver of one check; another person must approve it."""
+    project, run = _run(request, project_id, run_id)
+    profile = _profile(request, run)
+    to = f"{reverse('governance:gate-detail', args=[project.pk, run.pk])}?profile={profile}"
+    expires = _date(request.POST.get("expires_at", ""))
+    if expires is None:
+        messages.error(request, "Give the date the waiver expires (YYYY-MM-DD).")
+        return redirect(to)
+    try:
+        waiver_request(
+            actor=request.user,
+            project=project,
+            check_id=request.POST.get("check_id", ""),
+            target_table=request.POST.get("target_table", ""),
+            profile=profile,
+            reason=request.POST.get("reason", "").strip(),
+            expires_at=dt.datetime.combine(expires, dt.time(23, 59), tzinfo=dt.UTC),
+        )
+    except Refused as exc:
+        return refused(request, exc, to)
+    messages.success(request, "Waiver requested: another person must approve it")
+    return redirect(to)
 
 
 @login_required

@@ -89,6 +89,7 @@ POLICY: dict[str, tuple[str, dict[str, int]]] = {
     "governance:gate-detail": ("GET", VIEW_PAGE),
     "governance:gate-evaluate": ("POST", only(dm_engineer=302)),
     "governance:signoff-create": ("POST", only(steward=302)),
+    "governance:waiver-create": ("POST", only(dm_engineer=302)),
     "governance:waiver-approve": ("POST", only()),
     "governance:audit-list": ("GET", only(auditor=200)),
     "governance:evidence-create": ("POST", only(auditor=200)),
@@ -200,6 +201,11 @@ def _data(name: str, world: dict[str, Any]) -> dict[str, Any]:
             "rationale": "x",
         },
         "governance:gate-evaluate": {"profile": "development"},
+        "governance:waiver-create": {
+            "check_id": "reject_rate",
+            "reason": "Legacy defects; cleansing before cut-over",
+            "expires_at": "2099-01-31",
+        },
         "governance:signoff-create": {
             "role": "data_steward",
             "decision": "approve",

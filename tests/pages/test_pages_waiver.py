@@ -1,0 +1,65 @@
+"""The gate page's waiver request form creates a pending waiver through the service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from governance.models import AuditEvent, Waiver
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_dm_engineer_requests_a_waiver_from_the_gate_page(
+    world: dict[str, Any], dm_engineer: Any
+) -> None:
+    run, project = world["run"], world["project"]
+    client = Client()
+    client.force_login(dm_engineer)
+    page = client.get(
+        reverse("governance:gate-detail", args=[project.pk, run.pk]),
+        {"profile": "pre_production"},
+    )
+    assert "Request a waiver for a failing check" in page.content.decode()
+    before = Waiver.objects.count()
+    url = reverse("governance:waiver-create", args=[project.pk, run.pk])
+    response = client.post(
+        f"{url}?profile=pre_production",
+        {
+            "check_id": "reject_rate",
+            "target_table": "ward_stay",
+            "reason": "Known legacy overlaps; the ward team cleans them first.",
+            "expires_at": "2099-01-31",
+        },
+    )
+    assert response.status_code == 302
+    waiver = Waiver.objects.latest("created_at")
+    assert Waiver.objects.count() == before + 1
+    assert (waiver.check_id, waiver.target_table, waiver.profile) == (
+        "reject_rate",
+        "ward_stay",
+        "pre_production",
+    )
+    assert waiver.requested_by == dm_engineer and waiver.approver is None
+    assert AuditEvent.objects.filter(
+        target_type="governance.waiver", target_id=str(waiver.pk)
+    ).exists()
+
+
+def test_a_waiver_without_an_expiry_is_refused_with_a_message(
+    world: dict[str, Any], dm_engineer: Any
+) -> None:
+    run, project = world["run"], world["project"]
+    client = Client()
+    client.force_login(dm_engineer)
+    before = Waiver.objects.count()
+    response = client.post(
+        reverse("governance:waiver-create", args=[project.pk, run.pk]),
+        {"check_id": "reject_rate", "reason": "x", "expires_at": ""},
+        follow=True,
+    )
+    assert "Give the date the waiver expires" in response.content.decode()
+    assert Waiver.objects.count() == before
