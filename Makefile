@@ -64,6 +64,7 @@ lint: setup
 	.venv/bin/mypy migration/engine
 	.venv/bin/lint-imports
 	PAS_VAR_DIR=$$(mktemp -d) $(PY) manage.py makemigrations --check --dry-run
+	PAS_VAR_DIR=$$(mktemp -d) $(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
 	.venv/bin/pytest -q -p no:django -p no:cacheprovider tests/engine
 
 test: setup

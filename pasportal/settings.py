@@ -303,6 +303,19 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # One named enum per choice set, so clients get stable type names.
+    "ENUM_NAME_OVERRIDES": {
+        "ReviewStatusEnum": "migration.models.ReviewStatus",
+        "RunStateEnum": "migration.models.RunState",
+        "MissStateEnum": "migration.models.MissQueueEntry.State",
+        "CheckStatusEnum": "governance.models.CheckStatus",
+        "HealthStatusEnum": "connectors.models.HealthStatus",
+        "ConnectorRoleEnum": "connectors.models.ConnectorRole",
+        "ProjectRoleEnum": "governance.roles.Role",
+        "EquivalenceEnum": "migration.models.Equivalence",
+        "GateOutcomeEnum": "migration.models.GateOutcome",
+        "SignOffDecisionEnum": "governance.models.SignOffDecision",
+    },
 }
 
 # --- product knobs ------------------------------------------------------------
