@@ -17,7 +17,13 @@ from typing import Any
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
 from migration.engine.errors import TerminalError
-from migration.engine.ports import REJECT_COLUMNS, Checkpoint, StagedStep, StageTable
+from migration.engine.ports import (
+    REJECT_COLUMNS,
+    WHOLE_TABLE,
+    Checkpoint,
+    StagedStep,
+    StageTable,
+)
 
 CHECKPOINTS = "_pas_checkpoints"
 MARKERS = "_pas_markers"
@@ -117,13 +123,7 @@ class SqlSink:
     def create_control_tables(self) -> None:
         """Create checkpoint, marker and reject tables if missing."""
         with self.transaction():
-            self.execute(
-                f"CREATE TABLE IF NOT EXISTS {self.qualified(CHECKPOINTS)} ("
-                "run_id TEXT NOT NULL, table_name TEXT NOT NULL, last_key TEXT, "
-                "rows_read BIGINT NOT NULL, rows_loaded BIGINT NOT NULL, "
-                "rows_rejected BIGINT NOT NULL, rows_excluded BIGINT NOT NULL, "
-                "extra TEXT NOT NULL, PRIMARY KEY (run_id, table_name))"
-            )
+            self.execute(self._checkpoints_ddl(self.qualified(CHECKPOINTS)))
             self.execute(
                 f"CREATE TABLE IF NOT EXISTS {self.qualified(MARKERS)} ("
                 "run_id TEXT NOT NULL, name TEXT NOT NULL, data TEXT NOT NULL, "
@@ -139,6 +139,56 @@ class SqlSink:
                 f"CREATE UNIQUE INDEX IF NOT EXISTS {ident(REJECTS + '_uk')} ON "
                 f"{self.qualified(REJECTS)} "
                 "(run_id, target_table, source_key, action, reason)"
+            )
+        self._upgrade_checkpoints()
+
+    @staticmethod
+    def _checkpoints_ddl(name: str) -> str:
+        """Return the DDL of the checkpoint table (one row per table range)."""
+        return (
+            f"CREATE TABLE IF NOT EXISTS {name} ("
+            "run_id TEXT NOT NULL, table_name TEXT NOT NULL, "
+            "range_id TEXT NOT NULL DEFAULT 'all', last_key TEXT, "
+            "rows_read BIGINT NOT NULL, rows_loaded BIGINT NOT NULL, "
+            "rows_rejected BIGINT NOT NULL, rows_excluded BIGINT NOT NULL, "
+            "extra TEXT NOT NULL, PRIMARY KEY (run_id, table_name, range_id))"
+        )
+
+    def _checkpoint_columns(self) -> set[str]:
+        """Return the column names of the checkpoint table."""
+        if self.ph == "?":
+            rows = self.query(
+                "SELECT name FROM pragma_table_info(?)", (CHECKPOINTS,)
+            )
+        else:
+            rows = self.query(
+                self.q(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = ? AND table_name = ?"
+                ),
+                (getattr(self, "schema", "public"), CHECKPOINTS),
+            )
+        return {str(r[0]) for r in rows}
+
+    def _upgrade_checkpoints(self) -> None:
+        """Rebuild a checkpoint table of before key ranges (rows become range "all")."""
+        if "range_id" in self._checkpoint_columns():
+            return
+        new = CHECKPOINTS + "_v2"
+        cols = (
+            "run_id, table_name, last_key, rows_read, rows_loaded, rows_rejected, "
+            "rows_excluded, extra"
+        )
+        with self.transaction():
+            self.execute(f"DROP TABLE IF EXISTS {self.qualified(new)}")
+            self.execute(self._checkpoints_ddl(self.qualified(new)))
+            self.execute(
+                f"INSERT INTO {self.qualified(new)} ({cols}, range_id) "
+                f"SELECT {cols}, 'all' FROM {self.qualified(CHECKPOINTS)}"
+            )
+            self.execute(f"DROP TABLE {self.qualified(CHECKPOINTS)}")
+            self.execute(
+                f"ALTER TABLE {self.qualified(new)} RENAME TO {ident(CHECKPOINTS)}"
             )
 
     def marker(self, run_id: str, name: str) -> dict[str, Any] | None:
@@ -178,28 +228,80 @@ class SqlSink:
         self.execute(f"CREATE TABLE IF NOT EXISTS {name} ({cols})")
 
     def checkpoint(self, run_id: str, table: str) -> Checkpoint | None:
-        """Return the last committed checkpoint of ``table`` in this run."""
-        rows = self.query(
+        """Return the last committed checkpoint of ``table`` (range "all") in this run."""
+        return self.range_checkpoint(run_id, table, WHOLE_TABLE)
+
+    def range_checkpoint(
+        self, run_id: str, table: str, range_id: str
+    ) -> Checkpoint | None:
+        """Return the last committed checkpoint of one key range of ``table``."""
+        found = self._checkpoints(run_id, table, range_id)
+        return found[0] if found else None
+
+    def range_checkpoints(self, run_id: str, table: str) -> list[Checkpoint]:
+        """Return the checkpoints of every key range of ``table``, by range id."""
+        return self._checkpoints(run_id, table, None)
+
+    def _checkpoints(
+        self, run_id: str, table: str, range_id: str | None
+    ) -> list[Checkpoint]:
+        sql = (
+            "SELECT last_key, rows_read, rows_loaded, rows_rejected, "
+            f"rows_excluded, extra, range_id FROM {self.qualified(CHECKPOINTS)} "
+            "WHERE run_id = ? AND table_name = ?"
+        )
+        params: tuple[Any, ...] = (run_id, table)
+        if range_id is not None:
+            sql += " AND range_id = ?"
+            params += (range_id,)
+        rows = self.query(self.q(sql + " ORDER BY range_id"), params)
+        return [
+            Checkpoint(
+                run_id=run_id,
+                table=table,
+                last_key=json.loads(last) if last is not None else None,
+                rows_read=int(r),
+                rows_loaded=int(lo),
+                rows_rejected=int(rj),
+                rows_excluded=int(ex),
+                extra=json.loads(extra),
+                range_id=str(rid),
+            )
+            for last, r, lo, rj, ex, extra, rid in rows
+        ]
+
+    def store_checkpoint(self, run_id: str, table: str, checkpoint: Checkpoint) -> None:
+        """Upsert the checkpoint of ``checkpoint.range_id`` (in the caller's transaction)."""
+        params = (
+            jdump(checkpoint.last_key),
+            checkpoint.rows_read,
+            checkpoint.rows_loaded,
+            checkpoint.rows_rejected,
+            checkpoint.rows_excluded,
+            jdump(dict(checkpoint.extra)),
+            run_id,
+            table,
+            checkpoint.range_id,
+        )
+        n = self.execute(
             self.q(
-                "SELECT last_key, rows_read, rows_loaded, rows_rejected, "
-                f"rows_excluded, extra FROM {self.qualified(CHECKPOINTS)} "
-                "WHERE run_id = ? AND table_name = ?"
+                f"UPDATE {self.qualified(CHECKPOINTS)} SET last_key = ?, "
+                "rows_read = ?, rows_loaded = ?, rows_rejected = ?, "
+                "rows_excluded = ?, extra = ? WHERE run_id = ? AND table_name = ? "
+                "AND range_id = ?"
             ),
-            (run_id, table),
+            params,
         )
-        if not rows:
-            return None
-        last, r, lo, rj, ex, extra = rows[0]
-        return Checkpoint(
-            run_id=run_id,
-            table=table,
-            last_key=json.loads(last) if last is not None else None,
-            rows_read=int(r),
-            rows_loaded=int(lo),
-            rows_rejected=int(rj),
-            rows_excluded=int(ex),
-            extra=json.loads(extra),
-        )
+        if n == 0:
+            self.execute(
+                self.q(
+                    f"INSERT INTO {self.qualified(CHECKPOINTS)} (last_key, "
+                    "rows_read, rows_loaded, rows_rejected, rows_excluded, "
+                    "extra, run_id, table_name, range_id) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                params,
+            )
 
     def write_chunk(
         self,
@@ -215,33 +317,7 @@ class SqlSink:
                 self.insert_frame(self.staged_name(run_id, table), rows)
             if len(rejects):
                 self.insert_frame(REJECTS, rejects[list(REJECT_COLUMNS)])
-            params = (
-                jdump(checkpoint.last_key),
-                checkpoint.rows_read,
-                checkpoint.rows_loaded,
-                checkpoint.rows_rejected,
-                checkpoint.rows_excluded,
-                jdump(dict(checkpoint.extra)),
-                run_id,
-                table,
-            )
-            n = self.execute(
-                self.q(
-                    f"UPDATE {self.qualified(CHECKPOINTS)} SET last_key = ?, "
-                    "rows_read = ?, rows_loaded = ?, rows_rejected = ?, "
-                    "rows_excluded = ?, extra = ? WHERE run_id = ? AND table_name = ?"
-                ),
-                params,
-            )
-            if n == 0:
-                self.execute(
-                    self.q(
-                        f"INSERT INTO {self.qualified(CHECKPOINTS)} (last_key, "
-                        "rows_read, rows_loaded, rows_rejected, rows_excluded, "
-                        "extra, run_id, table_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                    ),
-                    params,
-                )
+            self.store_checkpoint(run_id, table, checkpoint)
 
     def reset_table(self, run_id: str, table: str) -> None:
         """Drop a table's staged rows, rejects, checkpoint and phase marker."""

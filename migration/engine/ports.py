@@ -86,6 +86,25 @@ class Checkpoint:
     rows_rejected: int
     rows_excluded: int
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: the key range this checkpoint belongs to; ``"all"`` is the whole table
+    range_id: str = "all"
+
+
+#: Range id of a table loaded as one unit (the single-process case).
+WHOLE_TABLE = "all"
+
+
+@dataclass(frozen=True)
+class KeyRange:
+    """One key range of a source table: keys in (``after_key``, ``upto_key``].
+
+    ``None`` bounds are open: (None, None] is the whole table. The ranges a
+    planner returns for one table cover it exactly once.
+    """
+
+    range_id: str
+    after_key: Any | None = None
+    upto_key: Any | None = None
 
 
 @dataclass(frozen=True)
@@ -229,4 +248,22 @@ class Sink(Protocol):
 
     def export_rejects(self, run_id: str, path: str) -> int:
         """Write the run's reject store to CSV at ``path``; return rows written."""
+        ...
+
+
+@runtime_checkable
+class RangeSink(Protocol):
+    """A sink that checkpoints key ranges of a table separately (scale-out).
+
+    ``write_chunk`` stores the checkpoint under ``checkpoint.range_id``.
+    """
+
+    def range_checkpoint(
+        self, run_id: str, table: str, range_id: str
+    ) -> Checkpoint | None:
+        """Return the last committed checkpoint of one range of ``table``."""
+        ...
+
+    def range_checkpoints(self, run_id: str, table: str) -> list[Checkpoint]:
+        """Return the checkpoints of every range of ``table`` in this run."""
         ...
