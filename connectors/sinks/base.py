@@ -157,9 +157,7 @@ class SqlSink:
     def _checkpoint_columns(self) -> set[str]:
         """Return the column names of the checkpoint table."""
         if self.ph == "?":
-            rows = self.query(
-                "SELECT name FROM pragma_table_info(?)", (CHECKPOINTS,)
-            )
+            rows = self.query("SELECT name FROM pragma_table_info(?)", (CHECKPOINTS,))
         else:
             rows = self.query(
                 self.q(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -22,7 +23,15 @@ from migration.engine.pipeline import (
     process_chunk,
     staged_steps,
 )
-from migration.engine.ports import REJECT_COLUMNS, Checkpoint, Sink, Source
+from migration.engine.ports import (
+    REJECT_COLUMNS,
+    WHOLE_TABLE,
+    Checkpoint,
+    KeyRange,
+    RangeSink,
+    Sink,
+    Source,
+)
 from migration.engine.report import ColumnMetrics, FkChain, RunReport, TableReport
 from migration.engine.rules import RuleContext
 from migration.engine.transforms import TransformContext
@@ -40,6 +49,23 @@ class ProgressEvent:
     rows_rejected: int
     rows_excluded: int
     source_rows: int | None = None
+    #: the key range the counts belong to (``"all"``: the whole table)
+    range_id: str = WHOLE_TABLE
+
+
+@dataclass
+class RangeReport:
+    """What loading one key range of one table did (counts of that range only)."""
+
+    table: str
+    range_id: str
+    status: str = "done"  # done | cancelled
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+    rows_excluded: int = 0
+    resumed: bool = False
+    seconds: float = 0.0
 
 
 ProgressFn = Callable[[ProgressEvent], None]
@@ -116,36 +142,11 @@ def run_contract(
     source or sink fails in a retryable way (rerun to resume).
     """
     started = time.monotonic()
-    if check_source:
-        try:
-            tables = source.discover()
-        except EngineError:
-            raise
-        except Exception as exc:
-            raise TransientError(
-                f"source discover failed: {type(exc).__name__}"
-            ) from exc
-        validate_contract(contract, source_tables=tables)
-    else:
-        validate_contract(contract)
-    as_of_date = resolve_as_of(contract, source, as_of)
+    as_of_date = _validate(contract, source, as_of, check_source)
     order = contract.table_order()
     plans = {t: build_plan(contract, t, as_of_date) for t in order}
-    report = RunReport(
-        run_id=run_id,
-        contract_name=contract.name,
-        contract_version=contract.version,
-        contract_sha256=contract.sha256,
-        target_model=contract.target.ref,
-        as_of=as_of_date.isoformat(),
-        started_at=_now(),
-    )
-    xctx = TransformContext(crosswalks=contract.crosswalk_map())
-    rctx = RuleContext(
-        as_of=as_of_date,
-        params=dict(contract.rules.params),
-        valid_codes={},
-    )
+    report = _new_report(contract, run_id, as_of_date)
+    xctx, rctx = _contexts(contract, as_of_date)
     stages = [plans[t].stage for t in order]
     if not sink.is_published(run_id):
         sink.prepare(run_id, stages)
@@ -168,10 +169,85 @@ def run_contract(
                 report.status = "cancelled"
                 report.finished_at = _now()
                 return report
+    return _finish(
+        contract,
+        plans,
+        order,
+        source,
+        sink,
+        run_id,
+        report,
+        on_progress=on_progress,
+        reject_csv=reject_csv,
+        started=started,
+    )
+
+
+def _validate(
+    contract: Contract, source: Source, as_of: dt.date | None, check_source: bool
+) -> dt.date:
+    """Validate the contract (against the source's tables); return the as-of date."""
+    if check_source:
+        try:
+            tables = source.discover()
+        except EngineError:
+            raise
+        except Exception as exc:
+            raise TransientError(
+                f"source discover failed: {type(exc).__name__}"
+            ) from exc
+        validate_contract(contract, source_tables=tables)
+    else:
+        validate_contract(contract)
+    return resolve_as_of(contract, source, as_of)
+
+
+def _new_report(contract: Contract, run_id: str, as_of_date: dt.date) -> RunReport:
+    return RunReport(
+        run_id=run_id,
+        contract_name=contract.name,
+        contract_version=contract.version,
+        contract_sha256=contract.sha256,
+        target_model=contract.target.ref,
+        as_of=as_of_date.isoformat(),
+        started_at=_now(),
+    )
+
+
+def _contexts(
+    contract: Contract, as_of_date: dt.date
+) -> tuple[TransformContext, RuleContext]:
+    xctx = TransformContext(crosswalks=contract.crosswalk_map())
+    rctx = RuleContext(
+        as_of=as_of_date,
+        params=dict(contract.rules.params),
+        valid_codes={},
+    )
+    return xctx, rctx
+
+
+def _finish(
+    contract: Contract,
+    plans: dict[str, TablePlan],
+    order: list[str],
+    source: Source,
+    sink: Sink,
+    run_id: str,
+    report: RunReport,
+    *,
+    on_progress: ProgressFn | None,
+    reject_csv: str | Path | None,
+    started: float,
+) -> RunReport:
+    """Cross-table phase, publish (once) and reconciliation of a loaded run."""
+    stages = [plans[t].stage for t in order]
+    if not sink.is_published(run_id):
         t0 = time.monotonic()
         for t in order:
             sink.apply_staged_steps(run_id, t, staged_steps(contract, plans[t]))
-            _progress(on_progress, run_id, t, "cross_table", sink.checkpoint(run_id, t))
+            _progress(
+                on_progress, run_id, t, "cross_table", table_checkpoint(sink, run_id, t)
+            )
         report.timings["cross_table"] = time.monotonic() - t0
         t0 = time.monotonic()
         sink.publish(run_id, stages)
@@ -188,6 +264,276 @@ def run_contract(
     report.finished_at = _now()
     report.timings["total"] = time.monotonic() - started
     return report
+
+
+# -- scale-out: key ranges loaded as separate units ------------------------------
+
+
+def _key(value: Any) -> Any:
+    """Return a source key as a JSON-safe Python value (numpy scalars unwrapped)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def plan_ranges(
+    source: Source,
+    table: str,
+    key: str,
+    *,
+    target_rows_per_range: int,
+) -> list[KeyRange]:
+    """Split source ``table`` into key ranges of about ``target_rows_per_range`` rows.
+
+    One key-only keyset scan (``read_chunks`` of just ``key``, never OFFSET);
+    the last key of every ``target_rows_per_range`` rows is a boundary. The
+    ranges are (after_key, upto_key] pairs in key order, the first open below
+    and the last open above, so together they cover the table exactly once. A
+    table that fits in one range gives ``[KeyRange("all")]``.
+    """
+    if target_rows_per_range < 1:
+        raise ContractError("target_rows_per_range must be at least 1")
+    bounds: list[Any] = []
+    seen = 0
+    last: Any = None
+    chunks = source.read_chunks(table, [key], key, chunk_size=target_rows_per_range)
+    for chunk in _guarded(iter(chunks), table):
+        if chunk.empty:
+            continue
+        keys = chunk[key]
+        pos = 0
+        while seen + (len(keys) - pos) >= target_rows_per_range:
+            pos += target_rows_per_range - seen
+            bounds.append(_key(keys.iloc[pos - 1]))
+            seen = 0
+        seen += len(keys) - pos
+        last = _key(keys.iloc[-1])
+    if bounds and seen == 0 and bounds[-1] == last:
+        bounds.pop()  # the table ends exactly on a boundary: no empty last range
+    if not bounds:
+        return [KeyRange(WHOLE_TABLE)]
+    edges: list[Any] = [None, *bounds, None]
+    return [
+        KeyRange(f"r{i:05d}", edges[i], edges[i + 1]) for i in range(len(edges) - 1)
+    ]
+
+
+def plan_run_ranges(
+    contract: Contract,
+    source: Source,
+    *,
+    max_ranges: int,
+    min_rows_per_range: int,
+) -> dict[str, list[KeyRange]]:
+    """Return the key ranges of every target table of ``contract``, in load order.
+
+    A table of ``n`` source rows is split into at most ``max_ranges`` ranges of
+    at least ``min_rows_per_range`` rows; smaller tables are one range "all".
+    """
+    out: dict[str, list[KeyRange]] = {}
+    for t in contract.table_order():
+        tm = contract.table(t)
+        try:
+            n = source.count(tm.source)
+        except EngineError:
+            raise
+        except Exception as exc:
+            raise TransientError(
+                f"source count of {tm.source} failed: {type(exc).__name__}"
+            ) from exc
+        per = max(min_rows_per_range, math.ceil(n / max(max_ranges, 1)), 1)
+        if max_ranges <= 1 or n <= per:
+            out[t] = [KeyRange(WHOLE_TABLE)]
+        else:
+            out[t] = plan_ranges(source, tm.source, tm.key, target_rows_per_range=per)
+    return out
+
+
+def prepare_run(
+    contract: Contract,
+    source: Source,
+    sink: Sink,
+    run_id: str,
+    *,
+    as_of: dt.date | None = None,
+    check_source: bool = True,
+) -> dt.date:
+    """Validate the contract and create the run's staging tables; return the as-of date.
+
+    Call once before loading ranges in parallel (DDL is not raced by workers).
+    """
+    as_of_date = _validate(contract, source, as_of, check_source)
+    if not sink.is_published(run_id):
+        order = contract.table_order()
+        sink.prepare(run_id, [build_plan(contract, t, as_of_date).stage for t in order])
+    return as_of_date
+
+
+def load_range(
+    contract: Contract,
+    source: Source,
+    sink: Sink,
+    run_id: str,
+    table: str,
+    *,
+    range_id: str = WHOLE_TABLE,
+    after_key: Any | None = None,
+    upto_key: Any | None = None,
+    as_of: dt.date | None = None,
+    on_progress: ProgressFn | None = None,
+    should_cancel: CancelFn | None = None,
+) -> RangeReport:
+    """Stage one key range (after_key, upto_key] of target ``table``; resumable.
+
+    Checkpoints are per (table, range): a re-run continues after the range's
+    last committed chunk, a finished range changes nothing. Ranges of any
+    tables may load concurrently into one run (after ``prepare_run``); the
+    cross-table checks run in ``finalize``. Raises ContractError for an unknown
+    table, TransientError for retryable source/sink failures.
+    """
+    started = time.monotonic()
+    if table not in contract.table_order():
+        raise ContractError(f"no table {table!r} in the contract")
+    as_of_date = resolve_as_of(contract, source, as_of)
+    plan = build_plan(contract, table, as_of_date)
+    xctx, rctx = _contexts(contract, as_of_date)
+    report = _new_report(contract, run_id, as_of_date)
+    rr = RangeReport(table=table, range_id=range_id)
+    if sink.is_published(run_id):
+        cp = _range_checkpoint(sink, run_id, table, range_id)
+        rr.resumed = True
+    else:
+        finished = _load_table(
+            contract,
+            plan,
+            source,
+            sink,
+            run_id,
+            xctx,
+            rctx,
+            on_progress,
+            should_cancel,
+            report,
+            KeyRange(range_id, after_key, upto_key),
+        )
+        rr.status = "done" if finished else "cancelled"
+        rr.resumed = report.resumed
+        cp = _range_checkpoint(sink, run_id, table, range_id)
+    if cp is not None:
+        rr.rows_read = cp.rows_read
+        rr.rows_loaded = cp.rows_loaded
+        rr.rows_rejected = cp.rows_rejected
+        rr.rows_excluded = cp.rows_excluded
+    rr.seconds = time.monotonic() - started
+    return rr
+
+
+def finalize(
+    contract: Contract,
+    source: Source,
+    sink: Sink,
+    run_id: str,
+    *,
+    as_of: dt.date | None = None,
+    ranges: dict[str, list[str]] | None = None,
+    on_progress: ProgressFn | None = None,
+    reject_csv: str | Path | None = None,
+    check_source: bool = False,
+) -> RunReport:
+    """Cross-table phase, publish and reconciliation of a run loaded by ranges.
+
+    ``ranges`` (table -> range ids) is the plan the loads followed: every
+    range must have finished, else nothing is published and the report fails.
+    Each table's ledger is the sum over its ranges. Idempotent: finalizing a
+    published run only reconciles again.
+    """
+    started = time.monotonic()
+    as_of_date = _validate(contract, source, as_of, check_source)
+    order = contract.table_order()
+    plans = {t: build_plan(contract, t, as_of_date) for t in order}
+    report = _new_report(contract, run_id, as_of_date)
+    if not sink.is_published(run_id):
+        for t in order:
+            cps = _checkpoints_of(sink, run_id, t)
+            have = {c.range_id: c for c in cps}
+            want = (ranges or {}).get(t) or sorted(have) or [WHOLE_TABLE]
+            missing = [r for r in want if not (r in have and have[r].extra.get("done"))]
+            if missing:
+                report.failure_reasons.append(
+                    f"{t}: load did not finish (ranges {', '.join(missing)})"
+                )
+                continue
+            staged = sink.count(t, run_id=run_id)
+            counted = sum(c.rows_loaded for c in cps)
+            if staged != counted:
+                report.failure_reasons.append(
+                    f"{t}: {staged} staged rows but the checkpoints count {counted}"
+                )
+        if report.failure_reasons:
+            report.status = "failed"
+            report.finished_at = _now()
+            return report
+    return _finish(
+        contract,
+        plans,
+        order,
+        source,
+        sink,
+        run_id,
+        report,
+        on_progress=on_progress,
+        reject_csv=reject_csv,
+        started=started,
+    )
+
+
+def _range_checkpoint(
+    sink: Sink, run_id: str, table: str, range_id: str
+) -> Checkpoint | None:
+    if range_id == WHOLE_TABLE:
+        return sink.checkpoint(run_id, table)
+    if not isinstance(sink, RangeSink):
+        raise ContractError("this target cannot load key ranges separately")
+    return sink.range_checkpoint(run_id, table, range_id)
+
+
+def _checkpoints_of(sink: Sink, run_id: str, table: str) -> list[Checkpoint]:
+    if isinstance(sink, RangeSink):
+        return sink.range_checkpoints(run_id, table)
+    cp = sink.checkpoint(run_id, table)
+    return [cp] if cp is not None else []
+
+
+def table_checkpoint(sink: Sink, run_id: str, table: str) -> Checkpoint | None:
+    """Return the checkpoint of a whole table: the sum over its key ranges.
+
+    Counters and checksums add up; ``done`` only when every range is done.
+    """
+    cps = _checkpoints_of(sink, run_id, table)
+    if not cps:
+        return None
+    if len(cps) == 1 and cps[0].range_id == WHOLE_TABLE:
+        return cps[0]
+    extra: dict[str, Any] = {"done": all(bool(c.extra.get("done")) for c in cps)}
+    for name in ("source_nulls", "defaults_used", "lenient_fills", "field_rejects"):
+        total: Counter[str] = Counter()
+        for c in cps:
+            total.update(_counter(c.extra.get(name)))
+        extra[name] = dict(total)
+    sums: dict[str, list[int]] = {}
+    for c in cps:
+        for col, cs in dict(c.extra.get("checksums") or {}).items():
+            sums[col] = add(sums.get(col, [0, 0]), cs)
+    extra["checksums"] = sums
+    return Checkpoint(
+        run_id,
+        table,
+        None,
+        sum(c.rows_read for c in cps),
+        sum(c.rows_loaded for c in cps),
+        sum(c.rows_rejected for c in cps),
+        sum(c.rows_excluded for c in cps),
+        extra,
+        range_id=WHOLE_TABLE,
+    )
 
 
 def _progress(
@@ -210,6 +556,7 @@ def _progress(
             rows_rejected=cp.rows_rejected if cp else 0,
             rows_excluded=cp.rows_excluded if cp else 0,
             source_rows=source_rows,
+            range_id=cp.range_id if cp else WHOLE_TABLE,
         )
     )
 
@@ -229,16 +576,18 @@ def _load_table(
     on_progress: ProgressFn | None,
     should_cancel: CancelFn | None,
     report: RunReport,
+    key_range: KeyRange | None = None,
 ) -> bool:
-    """Stage one table chunk by chunk; returns False when cancelled."""
+    """Stage one table (or one key range of it) chunk by chunk; False when cancelled."""
     table = plan.target.name
     tm = plan.mapping
-    cp = sink.checkpoint(run_id, table)
+    rng = key_range or KeyRange(WHOLE_TABLE)
+    cp = _range_checkpoint(sink, run_id, table, rng.range_id)
     if cp is not None:
         report.resumed = True
     if cp is not None and cp.extra.get("done"):
         return True
-    if cp is not None:
+    if cp is not None and rng.range_id == WHOLE_TABLE:
         # A staging table that lost rows its checkpoint counts (an UNLOGGED
         # table after a server crash, say) cannot be trusted: redo the table.
         if sink.count(table, run_id=run_id) != cp.rows_loaded:
@@ -260,6 +609,7 @@ def _load_table(
     rejected = cp.rows_rejected if cp else 0
     excluded = cp.rows_excluded if cp else 0
     last_key = cp.last_key if cp else None
+    rid = rng.range_id
     try:
         source_rows: int | None = source.count(tm.source)
     except EngineError:
@@ -283,8 +633,9 @@ def _load_table(
         tm.source,
         tm.source_columns(),
         tm.key,
-        after_key=last_key,
+        after_key=last_key if last_key is not None else rng.after_key,
         chunk_size=contract.chunk_size,
+        upto_key=rng.upto_key,
     )
     for chunk in _guarded(iter(chunks), tm.source):
         if should_cancel is not None and should_cancel():
@@ -304,12 +655,28 @@ def _load_table(
         for col, cs in res.checksums.items():
             checksums[col] = add(checksums.get(col, [0, 0]), cs)
         cp = Checkpoint(
-            run_id, table, last_key, read, loaded, rejected, excluded, state()
+            run_id,
+            table,
+            last_key,
+            read,
+            loaded,
+            rejected,
+            excluded,
+            state(),
+            range_id=rid,
         )
         sink.write_chunk(run_id, table, res.rows, res.rejects, cp)
         _progress(on_progress, run_id, table, "load", cp, source_rows)
     done = Checkpoint(
-        run_id, table, last_key, read, loaded, rejected, excluded, state(True)
+        run_id,
+        table,
+        last_key,
+        read,
+        loaded,
+        rejected,
+        excluded,
+        state(True),
+        range_id=rid,
     )
     empty_rows = pd.DataFrame({c.name: [] for c in plan.stage.columns})
     empty_rej = pd.DataFrame({c: [] for c in REJECT_COLUMNS})
@@ -348,7 +715,7 @@ def _reconcile(
     for t in order:
         plan = plans[t]
         tm = plan.mapping
-        cp = sink.checkpoint(run_id, t)
+        cp = table_checkpoint(sink, run_id, t)
         if cp is None or not cp.extra.get("done"):
             report.failure_reasons.append(f"{t}: load did not finish")
             continue
