@@ -14,6 +14,8 @@ from typing import Any
 
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 import psycopg
+import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
+import pyarrow.csv as pacsv  # type: ignore[import-untyped, unused-ignore]
 
 from connectors.sinks.base import REJECTS, SqlSink, ident
 from migration.engine.errors import TerminalError, TransientError
@@ -23,21 +25,29 @@ _TEXT = "string[pyarrow]"
 
 
 def _copy_payload(frame: pd.DataFrame) -> bytes:
-    """Return ``frame`` in COPY text format (tab, ``\\N`` for NULL, escaped)."""
-    cols = []
+    """Return ``frame`` as COPY CSV: strings quoted, NULL as an unquoted empty.
+
+    Written by Arrow's C++ CSV writer, not row by row: with ``quoting_style
+    needed`` every string is quoted (so ``""`` stays an empty string, and
+    tabs, newlines, quotes and backslashes travel as data) and a NULL is an
+    empty unquoted field, which COPY's CSV format reads as NULL.
+    """
+    cols: dict[str, Any] = {}
     for c in frame.columns:
         s = frame[c]
-        t = s.astype(_TEXT) if s.dtype != _TEXT else s
-        if bool(t.str.contains(r"[\\\t\n\r]", regex=True).fillna(False).any()):
-            t = (
-                t.str.replace("\\", "\\\\", regex=False)
-                .str.replace("\t", "\\t", regex=False)
-                .str.replace("\n", "\\n", regex=False)
-                .str.replace("\r", "\\r", regex=False)
-            )
-        cols.append(t.fillna("\\N"))
-    line = cols[0].str.cat(cols[1:], sep="\t") if len(cols) > 1 else cols[0]
-    return ("\n".join(line.tolist()) + "\n").encode("utf-8")
+        if pd.api.types.is_integer_dtype(s.dtype):
+            cols[str(c)] = pa.array(s, type=pa.int64(), from_pandas=True)
+        else:
+            t = s.astype(_TEXT) if s.dtype != _TEXT else s
+            cols[str(c)] = pa.array(t, type=pa.large_string(), from_pandas=True)
+    table = pa.table(cols)
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(
+        table,
+        sink,
+        pacsv.WriteOptions(include_header=False, quoting_style="needed"),
+    )
+    return bytes(sink.getvalue().to_pybytes())
 
 
 class PostgresSink(SqlSink):
@@ -120,7 +130,9 @@ class PostgresSink(SqlSink):
         """COPY a frame into ``table`` (inside the current transaction)."""
         cols = ", ".join(ident(c) for c in frame.columns)
         with self.conn.cursor() as cur:
-            with cur.copy(f"COPY {self.qualified(table)} ({cols}) FROM STDIN") as cp:
+            with cur.copy(
+                f"COPY {self.qualified(table)} ({cols}) FROM STDIN (FORMAT csv)"
+            ) as cp:
                 cp.write(_copy_payload(frame))
 
     def checksum_expr(self, column: str) -> str:
