@@ -14,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from connectors.kinds import get_kind
@@ -25,7 +26,7 @@ from migration.engine.errors import TerminalError
 from migration.engine.ports import REJECT_COLUMNS
 from migration.engine.report import RunReport
 from migration.engine.runner import ProgressEvent
-from migration.models import RejectRecord, Run, RunTable
+from migration.models import RejectRecord, Run, RunRange, RunTable
 
 REJECT_BATCH = 5000
 
@@ -128,6 +129,42 @@ def progress_persist(run_id: int, event: ProgressEvent) -> None:
     table.rate_rows_per_s = event.rows_read / elapsed if elapsed > 0 else None
     table.save()
     Run.objects.filter(pk=run_id).update(stage=f"{event.table}:{event.stage}")
+
+
+def range_counts(event: ProgressEvent) -> dict[str, int]:
+    """Return a range progress event's counts as RunRange field values."""
+    return {
+        "rows_read": event.rows_read,
+        "rows_loaded": event.rows_loaded,
+        "rows_rejected": event.rows_rejected,
+        "rows_excluded": event.rows_excluded,
+    }
+
+
+def range_progress_persist(
+    run_id: int, range_pk: int, worker: str, event: ProgressEvent
+) -> None:
+    """Store a range's counts; the table's row shows the sum over its ranges."""
+    RunRange.objects.filter(pk=range_pk, lease_owner=worker).update(
+        **range_counts(event)
+    )
+    sums = RunRange.objects.filter(run_id=run_id, target_table=event.table).aggregate(
+        read=Sum("rows_read"),
+        loaded=Sum("rows_loaded"),
+        rejected=Sum("rows_rejected"),
+        excluded=Sum("rows_excluded"),
+    )
+    total = ProgressEvent(
+        run_id=event.run_id,
+        table=event.table,
+        stage=event.stage,
+        rows_read=int(sums["read"] or 0),
+        rows_loaded=int(sums["loaded"] or 0),
+        rows_rejected=int(sums["rejected"] or 0),
+        rows_excluded=int(sums["excluded"] or 0),
+        source_rows=event.source_rows,
+    )
+    progress_persist(run_id, total)
 
 
 @transaction.atomic

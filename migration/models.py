@@ -419,6 +419,9 @@ class Run(models.Model):
     report = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)  # redacted, no patient data
     reject_file = models.CharField(max_length=500, blank=True)
+    # Scale-out: 0 = one worker loads every table; N > 0 = large tables are
+    # split into up to N key ranges, each a separate task (RunRange).
+    parallel_ranges = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at"]
@@ -426,6 +429,55 @@ class Run(models.Model):
 
     def __str__(self) -> str:
         return f"run #{self.pk} ({self.state})"
+
+
+class RangeState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class RunRange(models.Model):
+    """One key range (after_key, upto_key] of one target table of a scaled-out run.
+
+    Claimed by exactly one worker (conditional UPDATE) under a lease it renews;
+    keys are stored as JSON text (no patient data: source row ids only).
+    """
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="ranges")
+    target_table = models.CharField(max_length=80)
+    range_id = models.CharField(max_length=16)
+    order = models.PositiveIntegerField(default=0)
+    after_key = models.TextField(blank=True)  # JSON; "" = open
+    upto_key = models.TextField(blank=True)  # JSON; "" = open
+    state = models.CharField(
+        max_length=16, choices=RangeState.choices, default=RangeState.QUEUED
+    )
+    worker = models.CharField(max_length=120, blank=True)  # last worker that ran it
+    lease_owner = models.CharField(max_length=120, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    rows_read = models.BigIntegerField(default=0)
+    rows_loaded = models.BigIntegerField(default=0)
+    rows_rejected = models.BigIntegerField(default=0)
+    rows_excluded = models.BigIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)  # redacted
+
+    class Meta:
+        ordering = ["run", "order"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "target_table", "range_id"], name="run_range_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["state", "lease_expires_at"])]
+
+    def __str__(self) -> str:
+        return f"run #{self.run_id} {self.target_table}/{self.range_id} ({self.state})"
 
 
 class RunTable(models.Model):

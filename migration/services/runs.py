@@ -22,7 +22,7 @@ from django.utils import timezone
 from connectors.models import Connector, ConnectorRole
 from governance import audit
 from governance.access import user_has_project_perm
-from migration.models import Contract, Run, RunState
+from migration.models import Contract, RangeState, Run, RunRange, RunState
 from migration.signals import run_finished, run_superseded
 
 TERMINAL = {RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED}
@@ -34,6 +34,25 @@ def _enqueue(run_id: int) -> None:
 
     # Ids only: task arguments are pickled into the broker.
     async_task("migration.tasks.run_execute", run_id, task_name=f"run-{run_id}")
+
+
+def _enqueue_range(run_id: int, range_pk: int) -> None:
+    from django_q.tasks import async_task
+
+    async_task(
+        "migration.tasks.run_execute_range",
+        run_id,
+        range_pk,
+        task_name=f"run-{run_id}-range-{range_pk}",
+    )
+
+
+def _enqueue_finalize(run_id: int) -> None:
+    from django_q.tasks import async_task
+
+    async_task(
+        "migration.tasks.run_finalize", run_id, task_name=f"run-{run_id}-finalize"
+    )
 
 
 def _require(
@@ -270,8 +289,11 @@ def run_resume(*, actor: Any, run: Run) -> Run:
 def runs_mark_stale(*, grace_seconds: int = 10) -> list[int]:
     """Fail running runs whose lease expired more than ``grace_seconds`` ago.
 
-    Returns their ids. They can be resumed; the schedule calls this.
+    Returns their ids. They can be resumed; the schedule calls this. Ranges
+    of scaled-out runs whose worker died are re-queued first (the run stays
+    running while another worker holds its lease).
     """
+    ranges_mark_stale(grace_seconds=grace_seconds)
     cutoff = timezone.now() - dt.timedelta(seconds=grace_seconds)
     stale: list[int] = []
     for run in Run.objects.filter(state=RunState.RUNNING, lease_expires_at__lt=cutoff):
@@ -293,3 +315,250 @@ def runs_mark_stale(*, grace_seconds: int = 10) -> list[int]:
                 )
                 stale.append(run.pk)
     return stale
+
+
+# --- scale-out: key ranges as separate tasks ---------------------------------
+#
+# While its ranges load, a run's lease belongs to the token ``ranges:<id>``:
+# every range worker renews it with its own heartbeat, so the run stays
+# ``running`` while any range worker lives and goes stale (R4) when none does.
+# The last range to finish hands the run to ``finalize:<id>``; the finalize
+# task claims it from that token with a conditional UPDATE.
+
+
+def ranges_token(run_id: int) -> str:
+    """Return the lease owner of a run whose ranges are loading."""
+    return f"ranges:{run_id}"
+
+
+def finalize_token(run_id: int) -> str:
+    """Return the lease owner of a run waiting for its finalize task."""
+    return f"finalize:{run_id}"
+
+
+def _lease() -> dt.timedelta:
+    return dt.timedelta(seconds=settings.PAS_RUN_LEASE_SECONDS)
+
+
+def ranges_dispatch(
+    *, run_id: int, worker: str, plan: list[tuple[str, str, str, str]] | None
+) -> int:
+    """Hand a claimed run to its range tasks; return how many were enqueued.
+
+    ``plan`` is ``(table, range_id, after_json, upto_json)`` per range, used only
+    when the run has no ranges yet (a resumed run keeps its plan). Ranges that
+    failed or whose worker's lease expired go back to queued; ranges still
+    held by a live worker are left to it. Returns 0 when every range is done
+    (the caller finalizes). The enqueues happen on commit.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run_id)
+        if run.state != RunState.RUNNING or run.lease_owner != worker:
+            return -1
+        if plan is not None and not RunRange.objects.filter(run_id=run_id).exists():
+            RunRange.objects.bulk_create(
+                RunRange(
+                    run_id=run_id,
+                    target_table=table,
+                    range_id=range_id,
+                    order=i,
+                    after_key=after,
+                    upto_key=upto,
+                )
+                for i, (table, range_id, after, upto) in enumerate(plan)
+            )
+        RunRange.objects.filter(
+            Q(state=RangeState.FAILED)
+            | Q(state=RangeState.RUNNING, lease_expires_at__lt=now),
+            run_id=run_id,
+        ).update(state=RangeState.QUEUED, lease_owner="", error="")
+        queued = list(
+            RunRange.objects.filter(run_id=run_id, state=RangeState.QUEUED)
+            .order_by("order")
+            .values_list("pk", flat=True)
+        )
+        pending = RunRange.objects.filter(run_id=run_id).exclude(state=RangeState.DONE)
+        if not pending.exists():
+            return 0
+        Run.objects.filter(pk=run_id).update(
+            lease_owner=ranges_token(run_id),
+            lease_expires_at=now + _lease(),
+            heartbeat_at=now,
+            stage="ranges",
+        )
+        for pk in queued:
+            transaction.on_commit(lambda pk=pk: _enqueue_range(run_id, pk))
+    return max(len(queued), 1)
+
+
+def range_claim(*, run_id: int, range_pk: int, worker: str) -> bool:
+    """Claim a queued range (or one whose lease expired) of a loading run; True if won.
+
+    One conditional UPDATE: two workers racing for the same range cannot both win.
+    """
+    now = timezone.now()
+    loading = Run.objects.filter(
+        pk=run_id,
+        state=RunState.RUNNING,
+        cancel_requested=False,
+        lease_owner=ranges_token(run_id),
+    )
+    if not loading.exists():
+        return False
+    return bool(
+        RunRange.objects.filter(
+            Q(state=RangeState.QUEUED)
+            | Q(state=RangeState.RUNNING, lease_expires_at__lt=now),
+            pk=range_pk,
+            run_id=run_id,
+        ).update(
+            state=RangeState.RUNNING,
+            lease_owner=worker,
+            worker=worker,
+            lease_expires_at=now + _lease(),
+            heartbeat_at=now,
+            started_at=Coalesce(F("started_at"), now),
+            attempts=F("attempts") + 1,
+            error="",
+        )
+    )
+
+
+def range_heartbeat(*, run_id: int, range_pk: int, worker: str) -> bool:
+    """Renew the range's lease and the run's; False if either was lost."""
+    now = timezone.now()
+    mine = RunRange.objects.filter(
+        pk=range_pk, state=RangeState.RUNNING, lease_owner=worker
+    ).update(heartbeat_at=now, lease_expires_at=now + _lease())
+    if not mine:
+        return False
+    return bool(
+        Run.objects.filter(
+            pk=run_id, state=RunState.RUNNING, lease_owner=ranges_token(run_id)
+        ).update(heartbeat_at=now, lease_expires_at=now + _lease())
+    )
+
+
+def range_progress(*, range_pk: int, worker: str, counts: dict[str, int]) -> None:
+    """Store a range's counts (read/loaded/rejected/excluded)."""
+    RunRange.objects.filter(pk=range_pk, lease_owner=worker).update(**counts)
+
+
+def range_done(
+    *, run_id: int, range_pk: int, worker: str, counts: dict[str, int]
+) -> bool:
+    """Mark a range done; True if it was the last and the finalize was enqueued.
+
+    The last range is detected without locks: after its own done commits, a
+    worker that sees no unfinished range tries to move the run from the ranges
+    token to the finalize token (conditional UPDATE) — exactly one wins.
+    """
+    now = timezone.now()
+    updated = RunRange.objects.filter(
+        pk=range_pk, state=RangeState.RUNNING, lease_owner=worker
+    ).update(state=RangeState.DONE, lease_owner="", finished_at=now, **counts)
+    if not updated:
+        return False
+    if RunRange.objects.filter(run_id=run_id).exclude(state=RangeState.DONE).exists():
+        return False
+    with transaction.atomic():
+        won = Run.objects.filter(
+            pk=run_id, state=RunState.RUNNING, lease_owner=ranges_token(run_id)
+        ).update(
+            lease_owner=finalize_token(run_id),
+            lease_expires_at=now + _lease(),
+            heartbeat_at=now,
+            stage="finalize",
+        )
+        if won:
+            transaction.on_commit(lambda: _enqueue_finalize(run_id))
+    return bool(won)
+
+
+def range_release(*, run_id: int, range_pk: int, worker: str, error: str = "") -> None:
+    """Give a range back after a stop (cancel, lost lease) or a failure (``error``).
+
+    A failed range fails the run (its other ranges stop at their next
+    heartbeat); a stopped one goes back to queued and, if the run is still
+    loading, is enqueued again. When a cancel is pending and no range runs any
+    more, the run ends cancelled.
+    """
+    state = RangeState.FAILED if error else RangeState.QUEUED
+    token = ranges_token(run_id)
+    with transaction.atomic():
+        # The run row lock orders this against ranges_dispatch of a resume:
+        # either it sees the range queued, or this sees the run loading again.
+        run = Run.objects.select_for_update().get(pk=run_id)
+        RunRange.objects.filter(pk=range_pk, lease_owner=worker).update(
+            state=state, lease_owner="", lease_expires_at=None, error=error[:2000]
+        )
+        loading = (
+            run.state == RunState.RUNNING
+            and run.lease_owner == token
+            and not run.cancel_requested
+        )
+        if loading and not error:
+            transaction.on_commit(lambda: _enqueue_range(run_id, range_pk))
+    if error:
+        run_finish(run_id=run_id, worker=token, state=RunState.FAILED, error=error)
+        return
+    ranges_settle(run_id=run_id)
+
+
+def ranges_settle(*, run_id: int) -> bool:
+    """End a loading run as cancelled once a cancel is pending and no range runs."""
+    token = ranges_token(run_id)
+    if not Run.objects.filter(
+        pk=run_id, state=RunState.RUNNING, lease_owner=token, cancel_requested=True
+    ).exists():
+        return False
+    if RunRange.objects.filter(run_id=run_id, state=RangeState.RUNNING).exists():
+        return False
+    return run_finish(run_id=run_id, worker=token, state=RunState.CANCELLED)
+
+
+def run_claim_finalize(*, run_id: int, worker: str) -> bool:
+    """Take a run from the finalize token (or an expired lease of it); True if won."""
+    now = timezone.now()
+    return bool(
+        Run.objects.filter(
+            Q(lease_owner=finalize_token(run_id))
+            | Q(lease_owner__startswith="finalize-worker:", lease_expires_at__lt=now),
+            pk=run_id,
+            state=RunState.RUNNING,
+        ).update(
+            lease_owner=worker,
+            lease_expires_at=now + _lease(),
+            heartbeat_at=now,
+        )
+    )
+
+
+def ranges_mark_stale(*, grace_seconds: int = 10) -> list[int]:
+    """Re-queue ranges of loading runs whose worker died; return their ids.
+
+    The range task is enqueued again and resumes from its own checkpoint.
+    """
+    cutoff = timezone.now() - dt.timedelta(seconds=grace_seconds)
+    requeued: list[int] = []
+    for rr in RunRange.objects.filter(
+        state=RangeState.RUNNING,
+        lease_expires_at__lt=cutoff,
+        run__state=RunState.RUNNING,
+    ).only("pk", "run_id", "lease_owner"):
+        with transaction.atomic():
+            updated = RunRange.objects.filter(
+                pk=rr.pk, state=RangeState.RUNNING, lease_expires_at__lt=cutoff
+            ).update(state=RangeState.QUEUED, lease_owner="")
+            if updated:
+                run = Run.objects.get(pk=rr.run_id)
+                audit.record(
+                    actor="scheduler",
+                    action="migration.run.range_worker_lost",
+                    target=run,
+                    data={"range": rr.pk, "lease_owner": rr.lease_owner},
+                )
+                transaction.on_commit(lambda rr=rr: _enqueue_range(rr.run_id, rr.pk))
+                requeued.append(rr.pk)
+    return requeued

@@ -1,0 +1,286 @@
+"""Scale-out: a run split into key ranges that are separate q2 tasks.
+
+Inline (q2 sync): ``parallel_ranges=3`` publishes exactly what the same
+contract publishes single-process. Two real ``manage.py qcluster`` processes
+on one Redis broker share the ranges of one run and finish it with the same
+result.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from connectors.models import Connector
+from connectors.sinks.postgresql import PostgresSink
+from migration.engine.contract import contract_from_dict
+from migration.engine.defaults import default_contract_dict
+from migration.legacypas import generate
+from migration.models import (
+    Contract,
+    RangeState,
+    RejectRecord,
+    Run,
+    RunRange,
+    RunState,
+    RunTable,
+)
+from migration.services.runs import run_start
+
+ROOT = Path(__file__).resolve().parents[2]
+PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+def schemas() -> Iterator[list[str]]:
+    made: list[str] = []
+    yield made
+    with psycopg.connect(PG, autocommit=True) as conn:
+        for name in made:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+def _target(project: Any, schemas: list[str], name: str) -> Connector:
+    schema = f"so_{uuid.uuid4().hex[:8]}"
+    schemas.append(schema)
+    return Connector.objects.create(
+        project=project,
+        name=name,
+        kind="postgresql",
+        role="target",
+        config={
+            "host": "127.0.0.1",
+            "port": 5432,
+            "dbname": "postgres",
+            "user": "postgres",
+            "schema": schema,
+        },
+    )
+
+
+def _wiring(project: Any, tmp_path: Path, patients: int, seed: int) -> tuple[Any, Any]:
+    generate(
+        patients=patients, seed=seed, out=str(tmp_path / "src"), fmt="sqlite",
+        defect_rate=0.03,
+    )  # fmt: skip
+    source = Connector.objects.create(
+        project=project,
+        name="legacy",
+        kind="sqlite",
+        role="source",
+        config={"path": str(tmp_path / "src" / "legacy_pas.sqlite3")},
+    )
+    body = default_contract_dict()
+    body["chunk_size"] = 1000
+    contract = Contract.objects.create(
+        project=project, version=1, body=body, sha256=contract_from_dict(body).sha256
+    )
+    return source, contract
+
+
+def outcome(run: Run) -> dict[str, Any]:
+    """Published rows, keys, checksums, ledger and rejects of a finished run."""
+    schema = run.target.config["schema"]
+    sink = PostgresSink(PG, schema=schema)
+    contract = contract_from_dict(run.contract.body)
+    out: dict[str, Any] = {}
+    try:
+        for t in contract.target.tables:
+            keys = sink.query(f'SELECT "_source_key" FROM "{schema}"."{t.name}"')
+            out[t.name] = {
+                "rows": sink.count(t.name),
+                "keys": sorted(str(k[0]) for k in keys),
+                "checksums": {f.name: sink.checksum(t.name, f.name) for f in t.fields},
+            }
+    finally:
+        sink.close()
+    for rt in RunTable.objects.filter(run=run):
+        out[rt.target_table]["ledger"] = (
+            rt.rows_total,
+            rt.rows_read,
+            rt.rows_loaded,
+            rt.rows_rejected,
+            rt.rows_excluded,
+            rt.rows_flagged,
+            rt.ledger_balanced,
+            rt.metrics["rejects_by_reason"],
+        )
+        assert rt.rows_total == rt.rows_loaded + rt.rows_rejected + rt.rows_excluded
+        assert rt.ledger_balanced, rt.target_table
+    reasons: dict[str, int] = {}
+    for r in RejectRecord.objects.filter(run=run).values_list("reason_code", flat=True):
+        reasons[r] = reasons.get(r, 0) + 1
+    out["rejects"] = reasons
+    return out
+
+
+def test_parallel_ranges_inline_publish_what_one_worker_publishes(
+    transactional_db: Any,
+    project: Any,
+    dm_engineer: Any,
+    tmp_path: Path,
+    schemas: list[str],
+) -> None:
+    settings.PAS_RANGE_MIN_ROWS = 300
+    source, contract = _wiring(project, tmp_path, 1500, 5)
+    runs = {}
+    for parallel in (0, 3):
+        run = run_start(
+            actor=dm_engineer,
+            contract=contract,
+            source=source,
+            target=_target(project, schemas, f"target{parallel}"),
+            enqueue=False,
+        )
+        Run.objects.filter(pk=run.pk).update(parallel_ranges=parallel)
+        from migration.tasks import run_execute
+
+        run_execute(run.pk)  # q2 sync: ranges and finalize run inline
+        run.refresh_from_db()
+        assert run.state == RunState.SUCCEEDED, run.error
+        runs[parallel] = run
+    ranges = RunRange.objects.filter(run=runs[3])
+    per_table: dict[str, int] = {}
+    for rr in ranges:
+        assert rr.state == RangeState.DONE and rr.worker
+        per_table[rr.target_table] = per_table.get(rr.target_table, 0) + 1
+    assert per_table["patient"] == 3 and per_table["clinic"] == 1
+    assert not RunRange.objects.filter(run=runs[0]).exists()
+    assert outcome(runs[3]) == outcome(runs[0])
+
+
+# --- two real clusters on one Redis ------------------------------------------------
+
+
+def _env(tmp_path: Path, qname: str, redis_db: int) -> dict[str, str]:
+    db = connection.settings_dict
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PAS_", "DJANGO_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="pasportal.settings",
+        DATABASE_URL=f"postgres://{db['USER']}@127.0.0.1:5432/{db['NAME']}",
+        PAS_VAR_DIR=str(tmp_path / "var"),
+        PAS_AUDIT_KEY=settings.PAS_AUDIT_KEY,
+        DJANGO_SECRET_KEY=settings.SECRET_KEY,
+        PAS_AUDIT_HEAD_FILE=str(settings.PAS_AUDIT_HEAD_FILE),
+        PAS_REDIS_URL=f"redis://127.0.0.1:6379/{redis_db}",
+        PAS_Q_NAME=qname,
+        PAS_RUN_LEASE_SECONDS="20",
+        PAS_HEARTBEAT_SECONDS="2",
+        PAS_Q_WORKERS="1",
+        PAS_Q_TIMEOUT="600",
+        PAS_Q_RETRY="700",
+        PAS_LOG_LEVEL="WARNING",
+    )
+    return env
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=5)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.mark.slow
+def test_two_clusters_share_the_ranges_of_one_run(
+    transactional_db: Any,
+    project: Any,
+    dm_engineer: Any,
+    tmp_path: Path,
+    schemas: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import redis
+    from django_q.conf import Conf
+
+    redis_db = 11
+    qname = f"scaleout-{uuid.uuid4().hex[:6]}"
+    r = redis.Redis.from_url(f"redis://127.0.0.1:6379/{redis_db}")
+    r.flushdb()
+    source, contract = _wiring(project, tmp_path, 30_000, 17)
+    # The single-process reference, inline.
+    ref = run_start(
+        actor=dm_engineer,
+        contract=contract,
+        source=source,
+        target=_target(project, schemas, "reference"),
+        enqueue=False,
+    )
+    from migration.tasks import run_execute
+
+    run_execute(ref.pk)
+    ref.refresh_from_db()
+    assert ref.state == RunState.SUCCEEDED, ref.error
+
+    # The test process enqueues to the same Redis list the clusters read.
+    monkeypatch.setattr(Conf, "SYNC", False)
+    monkeypatch.setattr(Conf, "PREFIX", qname)
+    monkeypatch.setattr(Conf, "CLUSTER_NAME", qname)
+    monkeypatch.setattr(Conf, "Q_LIST", qname)
+    from django_q.brokers import get_broker
+    from django_q.brokers.redis_broker import Redis as RedisBroker
+
+    broker = RedisBroker(list_key=qname)
+    broker.connection = RedisBroker.get_connection()
+    broker.connection = redis.Redis.from_url(f"redis://127.0.0.1:6379/{redis_db}")
+    assert get_broker  # the clusters build theirs from PAS_REDIS_URL
+    monkeypatch.setattr("django_q.tasks.get_broker", lambda *a, **k: broker)
+
+    env = _env(tmp_path, qname, redis_db)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        run = run_start(
+            actor=dm_engineer,
+            contract=contract,
+            source=source,
+            target=_target(project, schemas, "scaled"),
+            enqueue=False,
+        )
+        Run.objects.filter(pk=run.pk).update(parallel_ranges=6)
+        from migration.services.runs import _enqueue
+
+        _enqueue(run.pk)
+        started = time.monotonic()
+        while time.monotonic() - started < 150:
+            run.refresh_from_db()
+            if run.state not in (RunState.QUEUED, RunState.RUNNING):
+                break
+            time.sleep(0.5)
+        assert run.state == RunState.SUCCEEDED, (run.state, run.error)
+    finally:
+        for p in procs:
+            _kill_group(p)
+        r.flushdb()
+    ranges = list(RunRange.objects.filter(run=run))
+    assert len(ranges) > 6 and {x.state for x in ranges} == {RangeState.DONE}
+    pids = {x.worker.split(":")[2] for x in ranges}
+    assert len(pids) >= 2, pids  # both clusters loaded ranges
+    assert outcome(run) == outcome(ref)
