@@ -198,9 +198,43 @@ def connector_delete(*, actor: Any, connector: Connector) -> None:
     connector.delete()
 
 
-def connector_open(connector: Connector) -> Any:
-    """Return an unconnected source/target object for ``connector``."""
-    return get_kind(connector.kind).open(connector.config, name=connector.name)
+def connector_open(
+    connector: Connector, *, actor: Any = "system", run_id: int | None = None
+) -> Any:
+    """Return an unconnected source/target for ``connector`` whose every statement
+    is written to the connector's query log (who, when, shape, rows, time, outcome).
+    """
+    source = get_kind(connector.kind).open(connector.config, name=connector.name)
+    if hasattr(source, "on_query"):
+        source.on_query = query_observer(
+            connector=connector,
+            actor=actor if isinstance(actor, str) else actor.get_username(),
+            dialect=getattr(source, "dialect", None),
+            run_id=run_id,
+        )
+    return source
+
+
+def query_observer(
+    *, connector: Connector, actor: str, dialect: Any, run_id: int | None = None
+) -> Any:
+    """Return a callback that records each QueryEvent of a source as a QueryLog row."""
+
+    def record(event: Any) -> None:
+        query_log_record(
+            connector=connector,
+            actor=actor,
+            statement=event.statement,
+            purpose=event.purpose,
+            outcome=event.outcome,
+            rows=event.rows,
+            duration_ms=event.duration_ms,
+            message=event.message,
+            run_id=run_id,
+            dialect=dialect,
+        )
+
+    return record
 
 
 def connector_check(*, actor: Any, connector: Connector) -> ConnectorHealth:
@@ -268,6 +302,14 @@ def connector_check(*, actor: Any, connector: Connector) -> ConnectorHealth:
     return health
 
 
+_UNSET_DIALECT: Any = object()
+
+
+def connector_open_plain(connector: Connector) -> Any:
+    """Return the kind object of ``connector`` without a query log observer."""
+    return get_kind(connector.kind).open(connector.config, name=connector.name)
+
+
 def query_log_record(
     *,
     connector: Connector,
@@ -279,16 +321,13 @@ def query_log_record(
     duration_ms: int | None = None,
     message: str = "",
     run_id: int | None = None,
+    dialect: Any = _UNSET_DIALECT,
 ) -> QueryLog:
     """Store one QueryLog row with the statement's literals stripped."""
     from connectors.guard import strip_literals
-    from connectors.kinds import get_kind as _get
 
-    dialect = getattr(
-        _get(connector.kind).open(connector.config, name=connector.name),
-        "dialect",
-        None,
-    )
+    if dialect is _UNSET_DIALECT:
+        dialect = getattr(connector_open_plain(connector), "dialect", None)
     return QueryLog.objects.create(
         connector=connector,
         actor=actor,

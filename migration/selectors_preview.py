@@ -21,7 +21,7 @@ from typing import Any
 from django.db import transaction
 from django.http import Http404
 
-from connectors.kinds import get_kind
+from connectors.services import connector_open
 from governance import audit
 from governance.access import user_has_project_perm
 from governance.roles import VIEW
@@ -105,7 +105,7 @@ def mapping_preview(
         preview.error = f"the mapping cannot be compiled yet: {exc}"
         return preview
     connector = mapping_set.source_snapshot.connector
-    source = get_kind(connector.kind).open(connector.config, name=connector.name)
+    source = connector_open(connector, actor=user)
     try:
         source.connect()
         sample = source.sample(tm.source_table, n=rows)

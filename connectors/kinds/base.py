@@ -41,6 +41,7 @@ from migration.engine.ports import TableInfo
 __all__ = [
     "CheckResult",
     "KindConfig",
+    "QueryEvent",
     "SqlSource",
     "arrow_type_for",
     "frame_from_rows",
@@ -49,6 +50,18 @@ __all__ = [
 ]
 
 log = logging.getLogger("pasportal.connectors")
+
+
+@dataclass(frozen=True)
+class QueryEvent:
+    """One statement a source ran: its shape, purpose, size, time and outcome."""
+
+    statement: str
+    purpose: str
+    rows: int
+    duration_ms: int
+    outcome: str  # ok / refused / timeout / error
+    message: str = ""
 
 
 class KindConfig(BaseModel):
@@ -200,6 +213,9 @@ class SqlSource(ABC):
         self._secrets: list[str] = []
         self._tables: dict[str, TableInfo] | None = None
         self._guard: Guard | None = None
+        #: Called after every statement with a QueryEvent (the Django side
+        #: writes the connector's query log from it); never with values.
+        self.on_query: Callable[[QueryEvent], None] | None = None
 
     # --------------------------------------------------------- to implement
 
@@ -367,25 +383,55 @@ class SqlSource(ABC):
         types: Sequence[pa.DataType | None] | None = None,
     ) -> Iterator[pd.DataFrame]:
         """Guard, govern and run one statement, yielding frames as they arrive."""
-        guard = self.guard.with_catalog() if catalog else self.guard
-        stmt = guard.check(sql).sql
-        self.connect()
-        err: EngineError | None = None
-        with self.governor.slot(what):
-            try:
-                with self.governor.deadline(what, self._cancel):
-                    self._begin(what)
-                    yield from self._execute(stmt, what, batch, types)
-            except EngineError:
-                raise
-            except Exception as exc:
-                err = self._problem(exc, what)
-            finally:
-                self._end_transaction()
-        if err is not None:
-            # Raised outside the except block: the driver's exception (which
-            # may quote a connection string) is not chained as __context__.
-            raise err
+        started = time.monotonic()
+        rows = 0
+        outcome, message = "ok", ""
+        stmt = sql
+        try:
+            guard = self.guard.with_catalog() if catalog else self.guard
+            stmt = guard.check(sql).sql
+            self.connect()
+            err: EngineError | None = None
+            with self.governor.slot(what):
+                try:
+                    with self.governor.deadline(what, self._cancel):
+                        self._begin(what)
+                        for frame in self._execute(stmt, what, batch, types):
+                            rows += len(frame)
+                            yield frame
+                except EngineError:
+                    raise
+                except Exception as exc:
+                    err = self._problem(exc, what)
+                finally:
+                    self._end_transaction()
+            if err is not None:
+                # Raised outside the except block: the driver's exception (which
+                # may quote a connection string) is not chained as __context__.
+                raise err
+        except ReadOnlyViolation as exc:
+            outcome, message = "refused", str(exc)
+            raise
+        except TransientError as exc:
+            outcome = "timeout" if "timeout" in type(exc).__name__.lower() else "error"
+            message = str(exc)
+            raise
+        except EngineError as exc:
+            outcome, message = "error", str(exc)
+            raise
+        finally:
+            if self.on_query is not None:
+                with suppress(Exception):  # the query log must never break a read
+                    self.on_query(
+                        QueryEvent(
+                            statement=stmt,
+                            purpose=what,
+                            rows=rows,
+                            duration_ms=int((time.monotonic() - started) * 1000),
+                            outcome=outcome,
+                            message=scrub(message, self._secrets)[:500],
+                        )
+                    )
 
     def _run(
         self,

@@ -15,8 +15,8 @@ from typing import Any
 
 from django.db import transaction
 
-from connectors.kinds import get_kind
 from connectors.models import Connector
+from connectors.services import connector_open
 from governance import audit
 from governance.access import user_has_project_perm
 from migration.models import FieldMapping, MappingSet, ReviewStatus, SchemaSnapshot
@@ -125,7 +125,7 @@ def snapshot_extract(
         )
     # Read the source BEFORE opening a database transaction: a slow source
     # must not hold control-plane locks (the audit head row among them).
-    source = get_kind(connector.kind).open(connector.config, name=connector.name)
+    source = connector_open(connector, actor=actor)
     try:
         source.connect()
         tables, profiles = schema_read(source, profile_rows=profile_rows)

@@ -426,3 +426,17 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
     finally:
         for fn in reversed(b.cleanup):
             fn()
+
+
+# Modules that need Django at import time: collected only when pytest-django is
+# on (always, in `make test`); the framework-free pass (-p no:django) cannot
+# import them, and is not where they are meant to run.
+DJANGO_MODULES = {"test_conn_canary.py", "test_conn_querylog.py"}
+
+
+def pytest_ignore_collect(collection_path: Any, config: Any) -> bool | None:
+    if collection_path.name in DJANGO_MODULES and not config.pluginmanager.hasplugin(
+        "django"
+    ):
+        return True
+    return None
