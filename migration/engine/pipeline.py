@@ -166,6 +166,10 @@ def staged_steps(contract: Contract, plan: TablePlan) -> list[StagedStep]:
                 f"(PARTITION BY {key_cols}) AS n FROM {t}) x WHERE n > 1"
             ),
         ),
+    ]
+    # Unique indexes come after the lookup UPDATEs: an UPDATE rewrites every
+    # row, and indexes present during it are maintained row by row.
+    indexes = [
         StagedStep(kind="unique_index", columns=("_source_key",)),
         StagedStep(kind="unique_index", columns=key),
     ]
@@ -199,6 +203,14 @@ def staged_steps(contract: Contract, plan: TablePlan) -> list[StagedStep]:
             )
         )
         steps.append(StagedStep(kind="drop_column", columns=(lkc,)))
+    if plan.lookups:
+        # The statistics taken after the load saw the resolved columns all
+        # NULL; without fresh ones the planner picks nested loops for the
+        # FK anti-joins and constraint checks below.
+        steps.append(
+            StagedStep(kind="update", rule_id="ENG-ANALYZE", sql=f"ANALYZE {t}")
+        )
+    steps += indexes
     for fk in plan.stage.foreign_keys:
         col = fk.columns[0]
         if col in plan.lookups:
