@@ -20,6 +20,7 @@ from django.utils import timezone
 from connectors.kinds import get_kind
 from connectors.models import Connector
 from connectors.secrets import resolve
+from connectors.services import connector_open
 from migration.engine.contract import Contract as EngineContract
 from migration.engine.contract import contract_from_dict
 from migration.engine.errors import TerminalError
@@ -31,15 +32,18 @@ from migration.models import RejectRecord, Run, RunRange, RunTable
 REJECT_BATCH = 5000
 
 
-def connection_for(connector: Connector) -> Any:
-    """Return an unconnected kind connection for ``connector`` (validates config)."""
-    return get_kind(connector.kind).open(connector.config, name=connector.name)
+def connection_for(connector: Connector, *, run_id: int | None = None) -> Any:
+    """Return an unconnected kind connection for ``connector`` (validates config).
+
+    Every statement it runs lands in the connector's query log, tagged with the run.
+    """
+    return connector_open(connector, actor="worker", run_id=run_id)
 
 
 @contextmanager
-def source_for(connector: Connector) -> Iterator[Any]:
+def source_for(connector: Connector, *, run_id: int | None = None) -> Iterator[Any]:
     """Yield the engine Source of a source connector, closed afterwards."""
-    connection = connection_for(connector)
+    connection = connection_for(connector, run_id=run_id)
     try:
         yield connection
     finally:

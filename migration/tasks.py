@@ -89,7 +89,7 @@ def _worker_id() -> str:
 
 
 def _min_rows_per_range() -> int:
-    return int(getattr(settings, "PAS_RANGE_MIN_ROWS", 5000))
+    return int(settings.PAS_RANGE_MIN_ROWS)
 
 
 def _key_json(value: Any) -> str:
@@ -137,7 +137,7 @@ def run_execute(run_id: int, *, progress_hook: Any = None) -> str:
         for attempt in range(1, TRANSIENT_RETRIES + 1):
             try:
                 with (
-                    adapters.source_for(run.source) as source,
+                    adapters.source_for(run.source, run_id=run.pk) as source,
                     adapters.sink_for(run.target) as sink,
                 ):
                     report = run_contract(
@@ -200,7 +200,7 @@ def _scale_out(run: Run, worker: str) -> str:
         plan: list[tuple[str, str, str, str]] | None = None
         if not RunRange.objects.filter(run=run).exists():
             with (
-                adapters.source_for(run.source) as source,
+                adapters.source_for(run.source, run_id=run.pk) as source,
                 adapters.sink_for(run.target) as sink,
             ):
                 prepare_run(
@@ -282,7 +282,7 @@ def run_execute_range(run_id: int, range_pk: int) -> str:
         for attempt in range(1, TRANSIENT_RETRIES + 1):
             try:
                 with (
-                    adapters.source_for(run.source) as source,
+                    adapters.source_for(run.source, run_id=run.pk) as source,
                     adapters.sink_for(run.target) as sink,
                 ):
                     result = load_range(
@@ -359,7 +359,7 @@ def _finalize(run: Run, worker: str) -> str:
         for attempt in range(1, TRANSIENT_RETRIES + 1):
             try:
                 with (
-                    adapters.source_for(run.source) as source,
+                    adapters.source_for(run.source, run_id=run.pk) as source,
                     adapters.sink_for(run.target) as sink,
                 ):
                     report = finalize(

@@ -323,6 +323,9 @@ PAS_TARGET_URL = env_url("PAS_TARGET_URL", ("postgres", "postgresql"))
 PAS_DATA_DIR = Path(env_str("PAS_DATA_DIR", str(VAR_DIR / "data")))
 PAS_RUN_LEASE_SECONDS = env_int("PAS_RUN_LEASE_SECONDS", 60, minimum=5)
 PAS_HEARTBEAT_SECONDS = env_int("PAS_HEARTBEAT_SECONDS", 10, minimum=1)
+# Scale-out: a run with parallel_ranges=N splits each table into at most N key
+# ranges of at least this many rows, each a separate q2 task.
+PAS_RANGE_MIN_ROWS = env_int("PAS_RANGE_MIN_ROWS", 5000, minimum=100)
 
 LOGGING = {
     "version": 1,

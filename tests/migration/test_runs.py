@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from connectors.models import Connector
+from connectors.models import Connector, QueryLog
 from governance.audit import Refused
 from governance.models import AuditEvent
 from migration.engine.contract import contract_from_dict
@@ -127,6 +127,10 @@ def test_started_run_executes_on_commit_and_balances(
         "governance.gate.evaluated",  # the run's own profile, as its starter
     ]
     assert run.gates.get().profile == "pre_production"
+    # Every source statement of the run is in the connector's query log.
+    reads = QueryLog.objects.filter(connector=wiring["source"], run_id=run.pk)
+    assert reads.count() >= len(tables)
+    assert set(reads.values_list("outcome", flat=True)) == {"ok"}
     run.refresh_from_db()
     assert run.gate_outcome in ("passed", "gate_failed")
 
