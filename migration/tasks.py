@@ -398,3 +398,32 @@ def _finalize(run: Run, worker: str) -> str:
         heartbeat.join(timeout=5)
     run_finish(run_id=run.pk, worker=worker, state=state, error=error)
     return state
+
+
+def snapshot_extract_task(connector_id: int, user_id: int | None, job_id: str) -> str:
+    """Extract a connector's schema for a person, reporting progress per table."""
+    from django.contrib.auth import get_user_model
+
+    from connectors.models import Connector
+    from governance.audit import Refused
+    from migration.engine.errors import EngineError
+    from migration.services.snapshots import snapshot_extract, snapshot_job_update
+
+    connector = Connector.objects.get(pk=connector_id)
+    actor: Any = "worker"
+    if user_id is not None:
+        actor = get_user_model().objects.get(pk=user_id)
+    snapshot_job_update(job_id, state="running")
+
+    def progress(done: int, total: int, table: str) -> None:
+        snapshot_job_update(job_id, done=done, total=total, table=table)
+
+    try:
+        snapshot = snapshot_extract(
+            actor=actor, connector=connector, on_progress=progress
+        )
+    except (Refused, EngineError) as exc:
+        snapshot_job_update(job_id, state="failed", error=scrub(str(exc))[:500])
+        return "failed"
+    snapshot_job_update(job_id, state="done", snapshot=snapshot.pk)
+    return "done"

@@ -20,6 +20,11 @@ urlpatterns = [
         views.snapshot_create,
         name="snapshot-create",
     ),
+    path(
+        "connectors/<int:connector_id>/snapshots/jobs/<slug:job_id>/",
+        views.snapshot_job_view,
+        name="snapshot-job",
+    ),
     path("snapshots/<int:snapshot_id>/", views.snapshot_detail, name="snapshot-detail"),
     path("snapshots/diff/", views.snapshot_diff_view, name="snapshot-diff"),
     # mappings

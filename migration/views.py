@@ -16,7 +16,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -72,7 +72,7 @@ from migration.services.runs import (
     run_resume,
     run_start,
 )
-from migration.services.snapshots import snapshot_extract
+from migration.services.snapshots import snapshot_extract_request, snapshot_job
 from migration.services.suggestions import target_model_for
 from pasportal import svg
 from pasportal.htmx import HtmxHttpRequest
@@ -434,19 +434,44 @@ def snapshot_list(
 def snapshot_create(
     request: HtmxHttpRequest, project_id: int, connector_id: int
 ) -> HttpResponse:
-    """Extract (discover and profile) the connector's schema into a new snapshot."""
+    """Queue the extraction (discover + profile) of the connector's schema as a task."""
     project = page_project(request, project_id)
     connector = _connector(request, project, connector_id)
     back = reverse("connectors:connector-detail", args=[project.pk, connector.pk])
     try:
-        snapshot = snapshot_extract(actor=request.user, connector=connector)
+        job_id = snapshot_extract_request(actor=request.user, connector=connector)
     except Refused as exc:
         return refused(request, exc, back)
-    except EngineError as exc:
-        messages.error(request, f"The schema could not be extracted: {exc}")
-        return redirect(back)
-    messages.success(request, f"Snapshot {snapshot.pk} extracted")
-    return redirect("migration:snapshot-detail", project.pk, snapshot.pk)
+    return redirect("migration:snapshot-job", project.pk, connector.pk, job_id)
+
+
+@login_required
+@require_GET
+def snapshot_job_view(
+    request: HtmxHttpRequest, project_id: int, connector_id: int, job_id: str
+) -> HttpResponse:
+    """Show an extraction's progress (htmx polls the fragment until it ends)."""
+    project = page_project(request, project_id)
+    connector = _connector(request, project, connector_id)
+    job = snapshot_job(job_id)
+    if job is None or job.get("connector") != connector.pk:
+        raise Http404("No such extraction")
+    total = job.get("total") or 0
+    context = {
+        "project": project,
+        "connector": connector,
+        "job": job,
+        "job_id": job_id,
+        "percent": int(100 * job.get("done", 0) / total) if total else 0,
+        "finished": job.get("state") in ("done", "failed"),
+        "perms": project_perms(request.user, project),
+    }
+    if request.htmx:
+        response = render(request, "migration/snapshot_job.html#progress", context)
+        if context["finished"]:
+            response["HX-Refresh"] = "true"  # show the outcome with its links
+        return response
+    return render(request, "migration/snapshot_job.html", context)
 
 
 @login_required

@@ -10,9 +10,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import uuid
+from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
+from django.core.cache import cache
 from django.db import transaction
 
 from connectors.models import Connector
@@ -88,23 +91,34 @@ def schema_fingerprint(tables: list[dict[str, Any]]) -> str:
 
 
 def schema_read(
-    source: Any, *, profile_rows: int | None = None
+    source: Any,
+    *,
+    profile_rows: int | None = None,
+    on_progress: Callable[[int, int, str], None] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
     """Return (tables, profiles) JSON read from an open source connection.
 
+    ``on_progress(done, total, table)`` is called after each table is profiled.
     Raises the kind's TerminalError / TransientError on a source problem.
     """
     tables: list[dict[str, Any]] = []
     profiles: dict[str, dict[str, Any]] = {}
-    for info in source.discover():
+    found = source.discover()
+    for done, info in enumerate(found, start=1):
         tables.append(table_to_json(info))
         prof = source.profile(info.name, max_rows=profile_rows)
         profiles[info.name] = profile_to_json(prof)
+        if on_progress is not None:
+            on_progress(done, len(found), info.name)
     return tables, profiles
 
 
 def snapshot_extract(
-    *, actor: Any, connector: Connector, profile_rows: int | None = 100_000
+    *,
+    actor: Any,
+    connector: Connector,
+    profile_rows: int | None = 100_000,
+    on_progress: Callable[[int, int, str], None] | None = None,
 ) -> SchemaSnapshot:
     """Discover and profile ``connector``'s source and store a SchemaSnapshot.
 
@@ -128,7 +142,9 @@ def snapshot_extract(
     source = connector_open(connector, actor=actor)
     try:
         source.connect()
-        tables, profiles = schema_read(source, profile_rows=profile_rows)
+        tables, profiles = schema_read(
+            source, profile_rows=profile_rows, on_progress=on_progress
+        )
     finally:
         with suppress(Exception):  # closing a broken connection may fail too
             source.close()
@@ -153,6 +169,65 @@ def snapshot_extract(
             },
         )
     return snapshot
+
+
+SNAPSHOT_JOB_TTL = 24 * 3600
+
+
+def _job_key(job_id: str) -> str:
+    return f"pasportal:snapshot-job:{job_id}"
+
+
+def snapshot_job(job_id: str) -> dict[str, Any] | None:
+    """Return the state of an extraction job (queued/running/done/failed), if known."""
+    state: dict[str, Any] | None = cache.get(_job_key(job_id))
+    return state
+
+
+def snapshot_job_update(job_id: str, **state: Any) -> None:
+    """Merge ``state`` into an extraction job's record (shared cache, all processes)."""
+    current = snapshot_job(job_id) or {}
+    cache.set(_job_key(job_id), {**current, **state}, SNAPSHOT_JOB_TTL)
+
+
+def snapshot_extract_request(*, actor: Any, connector: Connector) -> str:
+    """Queue a schema extraction as a q2 task; return its job id (progress in cache).
+
+    Refused (audited) without ``extract_schema``; the task checks again.
+    """
+    if not isinstance(actor, str) and not user_has_project_perm(
+        actor, connector.project_id, "extract_schema"
+    ):
+        raise audit.refuse(
+            actor=actor,
+            action="migration.snapshot.extract_refused",
+            reason="you may not extract schemas on this project",
+            code="forbidden",
+            target=connector,
+        )
+    from django_q.tasks import async_task
+
+    job_id = uuid.uuid4().hex
+    snapshot_job_update(
+        job_id,
+        state="queued",
+        project=connector.project_id,
+        connector=connector.pk,
+        done=0,
+        total=None,
+    )
+    user_id = None if isinstance(actor, str) else actor.pk
+    # Ids only in the task arguments.
+    transaction.on_commit(
+        lambda: async_task(
+            "migration.tasks.snapshot_extract_task",
+            connector.pk,
+            user_id,
+            job_id,
+            task_name=f"snapshot-{job_id[:8]}",
+        )
+    )
+    return job_id
 
 
 def _why(change: SchemaChange) -> str:

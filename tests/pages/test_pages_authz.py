@@ -64,6 +64,7 @@ POLICY: dict[str, tuple[str, dict[str, int]]] = {
     "migration:snapshot-list": ("GET", VIEW_PAGE),
     "migration:snapshot-create": ("POST", only(dm_engineer=302)),
     "migration:snapshot-detail": ("GET", VIEW_PAGE),
+    "migration:snapshot-job": ("GET", VIEW_PAGE),
     "migration:snapshot-diff": ("GET", VIEW_PAGE),
     "migration:mappingset-list": ("GET", VIEW_PAGE),
     "migration:mappingset-detail": ("GET", VIEW_PAGE),
@@ -134,9 +135,25 @@ def test_policy_covers_every_route() -> None:
     assert _route_names() == set(POLICY)
 
 
-def _kwargs(world: dict[str, Any]) -> dict[str, int]:
+JOB_ID = "0" * 31 + "1"
+
+
+def _kwargs(world: dict[str, Any]) -> dict[str, Any]:
+    from migration.services.snapshots import snapshot_job_update
+
     fm = world["theirs"][0]
+    # A finished extraction job of the source connector (state lives in the cache).
+    snapshot_job_update(
+        JOB_ID,
+        state="done",
+        project=world["project"].pk,
+        connector=world["source"].pk,
+        snapshot=world["snapshot"].pk,
+        done=7,
+        total=7,
+    )
     return {
+        "job_id": JOB_ID,
         "project_id": world["project"].pk,
         "connector_id": world["source"].pk,
         "snapshot_id": world["snapshot"].pk,
@@ -155,6 +172,7 @@ def _kwargs(world: dict[str, Any]) -> dict[str, int]:
 COMBOS: tuple[tuple[str, ...], ...] = (
     (),
     ("connector_id",),
+    ("connector_id", "job_id"),
     ("snapshot_id",),
     ("set_id",),
     ("set_id", "tm_id"),
@@ -168,7 +186,7 @@ COMBOS: tuple[tuple[str, ...], ...] = (
 )
 
 
-def _url(name: str, kwargs: dict[str, int]) -> str:
+def _url(name: str, kwargs: dict[str, Any]) -> str:
     # Each route takes the project plus its own object ids: find the set that
     # reverses, so the test needs no second table of argument names.
     for keys in COMBOS:
