@@ -64,8 +64,7 @@ def ensure_source(
 
 
 def _child(args: list[str]) -> dict[str, Any]:
-    """Run a bench worker in a child process; return its JSON and its peak RSS."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Run a bench worker in a child process; return its JSON (incl. its peak RSS)."""
     proc = subprocess.run(  # noqa: S603 (our own module, fixed argv)
         [sys.executable, "-m", "migration.bench", *args],
         cwd=ROOT,
@@ -76,13 +75,22 @@ def _child(args: list[str]) -> dict[str, Any]:
     if proc.returncode != 0:
         raise RuntimeError(f"bench worker failed: {proc.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # ru_maxrss of children is the max over all children so far: only trust it
-    # when it grew; the worker also reports its own peak.
-    result["peak_rss_mb"] = max(
-        result.get("peak_rss_mb", 0.0), (after if after > before else 0) / 1024
-    )
     return result
+
+
+def peak_rss_mb() -> float:
+    """Return this process's own peak RSS (VmHWM) in MB.
+
+    Not ``getrusage``: on Linux ``ru_maxrss`` counts the pages a forked child
+    inherited from its parent and survives ``exec``, so a worker started by a
+    large parent would report the parent's size. VmHWM belongs to the new
+    address space that ``exec`` created.
+    """
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def worker_pipeline(source_path: str, dsn: str, schema: str) -> dict[str, Any]:
@@ -108,7 +116,7 @@ def worker_pipeline(source_path: str, dsn: str, schema: str) -> dict[str, Any]:
         "rejected_rows": sum(t.rows_rejected for t in report.tables),
         "ledger_balanced": report.ledger_balanced,
         "timings": report.timings,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 
