@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -60,29 +61,34 @@ class _StagedNames(dict[str, str]):
         return self.sink.qualified(self.sink.staged_name(self.run_id, key))
 
 
-class SqlSink:
+class SqlSink(ABC):
     """Base class: the Sink port over a DB-API connection (see subclasses)."""
 
     #: DB-API parameter placeholder of the driver
     ph = "?"
 
     # -- to be provided by subclasses ---------------------------------------
+    @abstractmethod
     def transaction(self) -> AbstractContextManager[Any]:
         """Return a context manager running its body in ONE transaction."""
         raise NotImplementedError
 
+    @abstractmethod
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Execute one statement; return the affected row count."""
         raise NotImplementedError
 
+    @abstractmethod
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Return all rows of one query."""
         raise NotImplementedError
 
+    @abstractmethod
     def insert_frame(self, table: str, frame: pd.DataFrame) -> None:
         """Bulk insert a frame into ``table`` (inside the current transaction)."""
         raise NotImplementedError
 
+    @abstractmethod
     def checksum_expr(self, column: str) -> str:
         """Return the SQL aggregate of the checksum sum of ``column``."""
         raise NotImplementedError
@@ -95,17 +101,21 @@ class SqlSink:
         """Return the DDL type of an engine SQL type."""
         return sql_type
 
-    def add_foreign_key(self, run_id: str, table: str, step: StagedStep) -> None:
+    def add_foreign_key(  # noqa: B027 (an optional hook: SQLite has no ALTER ADD FK)
+        self, run_id: str, table: str, step: StagedStep
+    ) -> None:
         """Add a foreign key to a staged table (no-op where unsupported)."""
 
     def drop_column(self, table_sql: str, column: str) -> None:
         """Drop a column of a staged table."""
         self.execute(f"ALTER TABLE {table_sql} DROP COLUMN {ident(column)}")
 
+    @abstractmethod
     def swap(self, run_id: str, tables: Sequence[str]) -> None:
         """Rename staging into place (inside the publish transaction)."""
         raise NotImplementedError
 
+    @abstractmethod
     def table_exists(self, name: str) -> bool:
         """Return True when a table ``name`` exists."""
         raise NotImplementedError
