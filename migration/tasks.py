@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -20,6 +21,7 @@ from django.db import close_old_connections, connection
 from connectors.secrets import scrub
 from migration import adapters
 from migration.engine.errors import TerminalError, TransientError
+from migration.engine.report import RunReport
 from migration.engine.runner import (
     ProgressEvent,
     finalize,
@@ -100,6 +102,32 @@ def _key_value(text: str) -> Any:
     return None if text == "" else json.loads(text)
 
 
+def _engine_with_retries(run: Run, call: Callable[[Any, Any], RunReport]) -> RunReport:
+    """Open the run's source and sink, call the engine, persist report and rejects.
+
+    Transient errors (a dropped connection, a timeout) are retried with
+    backoff; the engine resumes from its checkpoints, so a retry is safe.
+    """
+    for attempt in range(1, TRANSIENT_RETRIES + 1):
+        try:
+            with (
+                adapters.source_for(run.source, run_id=run.pk) as source,
+                adapters.sink_for(run.target) as sink,
+            ):
+                report = call(source, sink)
+                adapters.report_persist(run, report)
+                adapters.rejects_persist(run, sink)
+                return report
+        except TransientError as exc:
+            if attempt == TRANSIENT_RETRIES:
+                raise
+            log.warning(
+                "run %s: transient error, retrying: %s", run.pk, scrub(str(exc))
+            )
+            time.sleep(2**attempt)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
 def run_execute(run_id: int, *, progress_hook: Any = None) -> str:
     """Execute (or resume) run ``run_id`` if this worker can claim it; return the outcome.
 
@@ -134,32 +162,19 @@ def run_execute(run_id: int, *, progress_hook: Any = None) -> str:
     state, error = RunState.FAILED, ""
     try:
         contract = adapters.engine_contract(run)
-        for attempt in range(1, TRANSIENT_RETRIES + 1):
-            try:
-                with (
-                    adapters.source_for(run.source, run_id=run.pk) as source,
-                    adapters.sink_for(run.target) as sink,
-                ):
-                    report = run_contract(
-                        contract,
-                        source,
-                        sink,
-                        adapters.engine_run_id(run),
-                        as_of=run.as_of,
-                        on_progress=on_progress,
-                        should_cancel=should_cancel,
-                        reject_csv=adapters.reject_csv_path(run),
-                    )
-                    adapters.report_persist(run, report)
-                    adapters.rejects_persist(run, sink)
-                break
-            except TransientError as exc:
-                if attempt == TRANSIENT_RETRIES:
-                    raise
-                log.warning(
-                    "run %s: transient error, retrying: %s", run_id, scrub(str(exc))
-                )
-                time.sleep(2**attempt)
+        report = _engine_with_retries(
+            run,
+            lambda source, sink: run_contract(
+                contract,
+                source,
+                sink,
+                adapters.engine_run_id(run),
+                as_of=run.as_of,
+                on_progress=on_progress,
+                should_cancel=should_cancel,
+                reject_csv=adapters.reject_csv_path(run),
+            ),
+        )
         if heartbeat.lost:
             return "lease lost"
         if report.status == "cancelled":
@@ -356,32 +371,19 @@ def _finalize(run: Run, worker: str) -> str:
 
     try:
         contract = adapters.engine_contract(run)
-        for attempt in range(1, TRANSIENT_RETRIES + 1):
-            try:
-                with (
-                    adapters.source_for(run.source, run_id=run.pk) as source,
-                    adapters.sink_for(run.target) as sink,
-                ):
-                    report = finalize(
-                        contract,
-                        source,
-                        sink,
-                        adapters.engine_run_id(run),
-                        as_of=run.as_of,
-                        ranges=ranges,
-                        on_progress=on_progress,
-                        reject_csv=adapters.reject_csv_path(run),
-                    )
-                    adapters.report_persist(run, report)
-                    adapters.rejects_persist(run, sink)
-                break
-            except TransientError as exc:
-                if attempt == TRANSIENT_RETRIES:
-                    raise
-                log.warning(
-                    "run %s: transient error, retrying: %s", run.pk, scrub(str(exc))
-                )
-                time.sleep(2**attempt)
+        report = _engine_with_retries(
+            run,
+            lambda source, sink: finalize(
+                contract,
+                source,
+                sink,
+                adapters.engine_run_id(run),
+                as_of=run.as_of,
+                ranges=ranges,
+                on_progress=on_progress,
+                reject_csv=adapters.reject_csv_path(run),
+            ),
+        )
         if heartbeat.lost:
             return "lease lost"
         if report.status == "succeeded":
