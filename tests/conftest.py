@@ -21,6 +21,20 @@ except ImportError:  # pragma: no cover
     HAVE_DJANGO = False
 
 
+@pytest.fixture(autouse=True)
+def _isolated_audit_head(request: Any, tmp_path_factory: Any) -> None:
+    """Give every test its own exported audit chain head.
+
+    The head file lives outside the database on purpose, so the per-test
+    database rollback does not rewind it: without this, a later test's fresh
+    chain would (rightly) look truncated against an earlier test's head.
+    """
+    if not request.config.pluginmanager.hasplugin("django"):
+        return  # the framework-free engine pass
+    settings = request.getfixturevalue("settings")
+    settings.PAS_AUDIT_HEAD_FILE = tmp_path_factory.mktemp("audit") / "head.json"
+
+
 if HAVE_DJANGO:
 
     @pytest.fixture
