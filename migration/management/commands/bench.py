@@ -30,6 +30,13 @@ class Command(BaseCommand):
             "e.g. 1000000,5000000",
         )
         parser.add_argument("--no-connectors", action="store_true")
+        parser.add_argument(
+            "--p5-patients",
+            type=int,
+            default=1_000_000,
+            help="source size for the P5 connector reads (1M patients: ~2M "
+            "appointment rows, enough for steady-state JDBC/ODBC throughput)",
+        )
         parser.add_argument("--json", type=Path, default=None)
         parser.add_argument("--work", type=Path, default=None)
 
@@ -52,6 +59,7 @@ class Command(BaseCommand):
             dsn=options["dsn"],
             rss_patients=sizes,
             with_connectors=not options["no_connectors"],
+            p5_patients=options["p5_patients"],
         )
         self.stdout.write(bench.table(results))
         if options["json"]:
