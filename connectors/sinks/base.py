@@ -71,27 +71,22 @@ class SqlSink(ABC):
     @abstractmethod
     def transaction(self) -> AbstractContextManager[Any]:
         """Return a context manager running its body in ONE transaction."""
-        raise NotImplementedError
 
     @abstractmethod
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Execute one statement; return the affected row count."""
-        raise NotImplementedError
 
     @abstractmethod
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Return all rows of one query."""
-        raise NotImplementedError
 
     @abstractmethod
     def insert_frame(self, table: str, frame: pd.DataFrame) -> None:
         """Bulk insert a frame into ``table`` (inside the current transaction)."""
-        raise NotImplementedError
 
     @abstractmethod
     def checksum_expr(self, column: str) -> str:
         """Return the SQL aggregate of the checksum sum of ``column``."""
-        raise NotImplementedError
 
     def qualified(self, name: str) -> str:
         """Return the quoted, schema-qualified name of a table."""
@@ -113,12 +108,10 @@ class SqlSink(ABC):
     @abstractmethod
     def swap(self, run_id: str, tables: Sequence[str]) -> None:
         """Rename staging into place (inside the publish transaction)."""
-        raise NotImplementedError
 
     @abstractmethod
     def table_exists(self, name: str) -> bool:
         """Return True when a table ``name`` exists."""
-        raise NotImplementedError
 
     # -- names ----------------------------------------------------------------
     def staged_name(self, run_id: str, table: str) -> str:
