@@ -275,6 +275,73 @@ class TableMappingViewSet(
 
 # --- field mappings ------------------------------------------------------------------
 
+
+class ReviewActionsMixin:
+    """propose / approve / flag / reject / bulk for one reviewable kind of item.
+
+    Field mappings and crosswalk rows share the four-eyes workflow; each viewset
+    names its services, the keyword its services take the item by, and its
+    output serializer. The services do every check and write the audit events.
+    """
+
+    review_item: str  # the services' keyword for the item: "mapping" or "row"
+    review_output: Any  # the serializer class of the item
+    review_services: Any  # a module with the <entity>_<verb> services
+    review_names: dict[str, str]  # verb -> service name in review_services
+
+    def _service(self, verb: str) -> Any:
+        return getattr(self.review_services, self.review_names[verb])
+
+    def _review(self, request: Request, verb: str) -> Response:
+        item = self.get_object()  # type: ignore[attr-defined]
+        body = ReviewSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        item = self._service(verb)(
+            actor=request.user, **{self.review_item: item}, **body.validated_data
+        )
+        return Response(self.review_output(item).data)
+
+    @action(detail=True, methods=["post"])
+    def propose(self, request: Request, pk: str) -> Response:
+        """Submit a draft for review."""
+        item = self._service("propose")(
+            actor=request.user,
+            **{self.review_item: self.get_object()},  # type: ignore[attr-defined]
+        )
+        return Response(self.review_output(item).data)
+
+    @action(detail=True, methods=["post"])
+    def approve(self, request: Request, pk: str) -> Response:
+        """Approve (the service refuses one's own work: four eyes)."""
+        return self._review(request, "approve")
+
+    @action(detail=True, methods=["post"])
+    def flag(self, request: Request, pk: str) -> Response:
+        """Flag for attention."""
+        return self._review(request, "flag")
+
+    @action(detail=True, methods=["post"])
+    def reject(self, request: Request, pk: str) -> Response:
+        """Reject."""
+        return self._review(request, "reject")
+
+    @action(detail=False, methods=["post"])
+    def bulk(self, request: Request) -> Response:
+        """Call the bulk service: any refused id refuses the whole batch."""
+        body = BulkReviewSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        if data["action"] == "approve":
+            items = self._service("bulk_approve")(
+                actor=request.user, ids=data["ids"], comment=data["comment"]
+            )
+        else:
+            items = self._service("bulk_revert")(
+                actor=request.user, ids=data["ids"], to=data["to"]
+            )
+        return Response(self.review_output(items, many=True).data)
+
+
 _FM = FieldMappingSerializer
 
 
@@ -301,7 +368,11 @@ _FM = FieldMappingSerializer
     for_review=_read("Proposed mappings you may review (not your own)", _FM),
 )
 class FieldMappingViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScoped, GenericViewSet
+    ReviewActionsMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    ProjectScoped,
+    GenericViewSet,
 ):
     """Field mappings and their review workflow (services enforce four eyes)."""
 
@@ -312,6 +383,17 @@ class FieldMappingViewSet(
     project_field = FIELD_MAPPING_PROJECT
     filterset_fields = ["table_mapping", "table_mapping__mapping_set", "status"]
     http_method_names = ["get", "post", "patch", "head", "options"]
+    review_item = "mapping"
+    review_output = FieldMappingSerializer
+    review_services = fm_services
+    review_names = {
+        "propose": "field_mapping_propose",
+        "approve": "field_mapping_approve",
+        "flag": "field_mapping_flag",
+        "reject": "field_mapping_reject",
+        "bulk_approve": "field_mappings_bulk_approve",
+        "bulk_revert": "field_mappings_bulk_revert",
+    }
 
     def create(self, request: Request) -> Response:
         """Call ``field_mapping_create``."""
@@ -333,52 +415,6 @@ class FieldMappingViewSet(
             actor=request.user, mapping=fm, **body.validated_data
         )
         return Response(_FM(fm).data)
-
-    def _review(self, request: Request, service: Any) -> Response:
-        fm = self.get_object()
-        body = ReviewSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        fm = service(actor=request.user, mapping=fm, **body.validated_data)
-        return Response(_FM(fm).data)
-
-    @action(detail=True, methods=["post"])
-    def propose(self, request: Request, pk: str) -> Response:
-        """Call ``field_mapping_propose``."""
-        fm = fm_services.field_mapping_propose(
-            actor=request.user, mapping=self.get_object()
-        )
-        return Response(_FM(fm).data)
-
-    @action(detail=True, methods=["post"])
-    def approve(self, request: Request, pk: str) -> Response:
-        """Call ``field_mapping_approve``."""
-        return self._review(request, fm_services.field_mapping_approve)
-
-    @action(detail=True, methods=["post"])
-    def flag(self, request: Request, pk: str) -> Response:
-        """Call ``field_mapping_flag``."""
-        return self._review(request, fm_services.field_mapping_flag)
-
-    @action(detail=True, methods=["post"])
-    def reject(self, request: Request, pk: str) -> Response:
-        """Call ``field_mapping_reject``."""
-        return self._review(request, fm_services.field_mapping_reject)
-
-    @action(detail=False, methods=["post"])
-    def bulk(self, request: Request) -> Response:
-        """Call the bulk service: any refused id refuses the whole batch."""
-        body = BulkReviewSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        data = body.validated_data
-        if data["action"] == "approve":
-            items = fm_services.field_mappings_bulk_approve(
-                actor=request.user, ids=data["ids"], comment=data["comment"]
-            )
-        else:
-            items = fm_services.field_mappings_bulk_revert(
-                actor=request.user, ids=data["ids"], to=data["to"]
-            )
-        return Response(_FM(items, many=True).data)
 
     @action(detail=False, methods=["get"], url_path="for-review", filter_backends=[])
     def for_review(self, request: Request) -> Response:
@@ -489,7 +525,11 @@ _ROW = CrosswalkRowSerializer
     ),
 )
 class CrosswalkRowViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScoped, GenericViewSet
+    ReviewActionsMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    ProjectScoped,
+    GenericViewSet,
 ):
     """Crosswalk rows and their four-eyes review."""
 
@@ -499,52 +539,17 @@ class CrosswalkRowViewSet(
     serializer_class = CrosswalkRowSerializer
     project_field = CROSSWALK_ROW_PROJECT
     filterset_fields = ["crosswalk", "status", "local_code"]
-
-    def _review(self, request: Request, service: Any) -> Response:
-        row = self.get_object()
-        body = ReviewSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        row = service(actor=request.user, row=row, **body.validated_data)
-        return Response(_ROW(row).data)
-
-    @action(detail=True, methods=["post"])
-    def propose(self, request: Request, pk: str) -> Response:
-        """Call ``crosswalk_row_propose``."""
-        row = xw_services.crosswalk_row_propose(
-            actor=request.user, row=self.get_object()
-        )
-        return Response(_ROW(row).data)
-
-    @action(detail=True, methods=["post"])
-    def approve(self, request: Request, pk: str) -> Response:
-        """Call ``crosswalk_row_approve``."""
-        return self._review(request, xw_services.crosswalk_row_approve)
-
-    @action(detail=True, methods=["post"])
-    def flag(self, request: Request, pk: str) -> Response:
-        """Call ``crosswalk_row_flag``."""
-        return self._review(request, xw_services.crosswalk_row_flag)
-
-    @action(detail=True, methods=["post"])
-    def reject(self, request: Request, pk: str) -> Response:
-        """Call ``crosswalk_row_reject``."""
-        return self._review(request, xw_services.crosswalk_row_reject)
-
-    @action(detail=False, methods=["post"])
-    def bulk(self, request: Request) -> Response:
-        """Call the bulk service: any refused id refuses the whole batch."""
-        body = BulkReviewSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        data = body.validated_data
-        if data["action"] == "approve":
-            items = xw_services.crosswalk_rows_bulk_approve(
-                actor=request.user, ids=data["ids"], comment=data["comment"]
-            )
-        else:
-            items = xw_services.crosswalk_rows_bulk_revert(
-                actor=request.user, ids=data["ids"], to=data["to"]
-            )
-        return Response(_ROW(items, many=True).data)
+    review_item = "row"
+    review_output = CrosswalkRowSerializer
+    review_services = xw_services
+    review_names = {
+        "propose": "crosswalk_row_propose",
+        "approve": "crosswalk_row_approve",
+        "flag": "crosswalk_row_flag",
+        "reject": "crosswalk_row_reject",
+        "bulk_approve": "crosswalk_rows_bulk_approve",
+        "bulk_revert": "crosswalk_rows_bulk_revert",
+    }
 
 
 @extend_schema_view(
