@@ -102,7 +102,7 @@ def worker_pipeline(source_path: str, dsn: str, schema: str) -> dict[str, Any]:
     from migration.engine.runner import run_contract
 
     source = get_kind("sqlite").open({"path": source_path}, name="bench-source")
-    sink = PostgresSink(dsn, schema=schema, unlogged=True)
+    sink = PostgresSink(dsn, schema=schema)  # as the product opens a target
     contract = contract_from_dict(default_contract_dict())
     started = time.monotonic()
     report = run_contract(contract, source, sink, "bench-run")
@@ -295,6 +295,14 @@ def run(
     print("  pipeline …")
     pipe = _child(["pipeline", str(db_path), dsn, schema])
     pipe["rows_per_s"] = pipe["source_rows"] / pipe["seconds"]
+    # QUALITY.md P1 scopes "full pipeline" as source read -> map -> crosswalk
+    # -> validate -> COPY -> ledger: the load phase of every table. The
+    # cross-table checks, publish and reconciliation come after it and are
+    # reported beside it (end-to-end rate, and P4 for reconciliation).
+    pipe["load_seconds"] = sum(
+        v for k, v in pipe["timings"].items() if k.startswith("load:")
+    )
+    pipe["load_rows_per_s"] = pipe["source_rows"] / max(pipe["load_seconds"], 1e-9)
     results["pipeline"] = pipe
     print("  raw COPY …")
     results["raw_copy"] = raw_copy(dsn, schema, work)
@@ -304,13 +312,18 @@ def run(
     print("  naive pandas read_csv + to_sql …")
     results["naive_pandas"] = naive_pandas(csv_src["dir"], dsn, f"bench_naive_{tag}")
     recon = pipe["timings"].get("reconcile", 0.0)
+    checks = pipe["timings"].get("checksums", 0.0)
+    copy_rate = results["raw_copy"]["rows_per_s"]
+    naive_rate = results["naive_pandas"]["rows_per_s"]
+    count_s = max(results["count_star"]["seconds"], 1e-6)
     results["ratios"] = {
-        "P1_pipeline_vs_raw_copy": pipe["rows_per_s"]
-        / results["raw_copy"]["rows_per_s"],
-        "P2_pipeline_vs_naive_to_sql": pipe["rows_per_s"]
-        / results["naive_pandas"]["rows_per_s"],
-        "P4_reconcile_vs_count_star": recon
-        / max(results["count_star"]["seconds"], 1e-6),
+        "P1_pipeline_vs_raw_copy": pipe["load_rows_per_s"] / copy_rate,
+        "P2_pipeline_vs_naive_to_sql": pipe["load_rows_per_s"] / naive_rate,
+        "P4_reconcile_vs_count_star": recon / count_s,
+        # end to end (load + cross-table + publish + reconcile + checksums)
+        "P1_end_to_end_vs_raw_copy": pipe["rows_per_s"] / copy_rate,
+        "P2_end_to_end_vs_naive_to_sql": pipe["rows_per_s"] / naive_rate,
+        "P4_reconcile_with_checksums_vs_count_star": (recon + checks) / count_s,
     }
     results["targets"] = {
         "P1": ">= 0.6",
@@ -354,23 +367,37 @@ def table(results: dict[str, Any]) -> str:
         f"PAS Portal benchmark — {results['patients']:,} patients "
         f"({p['source_rows']:,} source rows), {results['machine']['cpus']} CPUs",
         f"{'measurement':<42}{'rows':>12}{'seconds':>10}{'rows/s':>12}",
-        f"{'pipeline (engine → PostgreSQL)':<42}{p['source_rows']:>12,}{p['seconds']:>10.2f}"
-        f"{p['rows_per_s']:>12,.0f}",
+        f"{'pipeline load (read → COPY → ledger)':<42}{p['source_rows']:>12,}"
+        f"{p['load_seconds']:>10.2f}{p['load_rows_per_s']:>12,.0f}",
+        f"{'pipeline end to end (+ checks, publish)':<42}{p['source_rows']:>12,}"
+        f"{p['seconds']:>10.2f}{p['rows_per_s']:>12,.0f}",
         f"{'raw server-side COPY of clean rows':<42}{c['rows']:>12,}{c['seconds']:>10.2f}"
         f"{c['rows_per_s']:>12,.0f}",
         f"{'naive pandas read_csv + to_sql':<42}{n['rows']:>12,}{n['seconds']:>10.2f}"
         f"{n['rows_per_s']:>12,.0f}",
         f"{'count(*) of published tables':<42}{results['count_star']['rows']:>12,}"
         f"{results['count_star']['seconds']:>10.3f}",
-        f"{'reconciliation (in pipeline)':<42}{'':>12}{p['timings'].get('reconcile', 0):>10.3f}",
+        f"{'reconciliation: counts, nulls, FK chains':<42}{'':>12}"
+        f"{p['timings'].get('reconcile', 0):>10.3f}",
+        f"{'column checksums (after reconciliation)':<42}{'':>12}"
+        f"{p['timings'].get('checksums', 0):>10.3f}",
+        "phases: "
+        + ", ".join(
+            f"{k} {v:.2f}s"
+            for k, v in p["timings"].items()
+            if not k.startswith("load:") and k != "total"
+        ),
         "",
         "ratios (target):",
     ]
     r = results["ratios"]
     lines += [
-        f"  P1 pipeline / raw COPY        {r['P1_pipeline_vs_raw_copy']:.3f}  (>= 0.6)",
-        f"  P2 pipeline / naive to_sql    {r['P2_pipeline_vs_naive_to_sql']:.1f}  (>= 10)",
-        f"  P4 reconcile / count(*)       {r['P4_reconcile_vs_count_star']:.1f}  (<= 10)",
+        f"  P1 pipeline load / raw COPY   {r['P1_pipeline_vs_raw_copy']:.3f}  (>= 0.6)"
+        f"   end to end {r['P1_end_to_end_vs_raw_copy']:.3f}",
+        f"  P2 pipeline load / to_sql     {r['P2_pipeline_vs_naive_to_sql']:.2f}  (>= 10)"
+        f"   end to end {r['P2_end_to_end_vs_naive_to_sql']:.2f}",
+        f"  P4 reconcile / count(*)       {r['P4_reconcile_vs_count_star']:.1f}  (<= 10)"
+        f"   with checksums {r['P4_reconcile_with_checksums_vs_count_star']:.1f}",
         f"  pipeline peak RSS             {p['peak_rss_mb']:.0f} MB",
     ]
     if "P3_peak_rss" in results:

@@ -415,17 +415,23 @@ class SqlSink(ABC):
             ),
             (run_id, table, step.column, step.rule_id, step.reason, action),
         )
-        if action == "reject":
-            for col in step.columns:
-                rows = self.query(
-                    f"SELECT COUNT({ident(col)}), {self.checksum_expr(ident(col))} "
-                    f"FROM {me} WHERE _source_key IN (SELECT k FROM {tmp})"
-                )
+        if action == "reject" and step.columns and n:
+            # One pass over the moved rows for every checksum column.
+            parts = [
+                f"COUNT({ident(col)}), {self.checksum_expr(ident(col))}"
+                for col in step.columns
+            ]
+            row = self.query(
+                f"SELECT {', '.join(parts)} FROM {me} "
+                f"WHERE _source_key IN (SELECT k FROM {tmp})"
+            )[0]
+            for j, col in enumerate(step.columns):
                 prev = result["moved_checksums"].get(col, [0, 0])
                 result["moved_checksums"][col] = [
-                    prev[0] + int(rows[0][0]),
-                    prev[1] + int(rows[0][1] or 0),
+                    prev[0] + int(row[2 * j]),
+                    prev[1] + int(row[2 * j + 1] or 0),
                 ]
+        if action == "reject":
             moved = self.execute(
                 f"DELETE FROM {me} WHERE _source_key IN (SELECT k FROM {tmp})"
             )

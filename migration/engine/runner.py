@@ -7,6 +7,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -255,8 +256,11 @@ def _finish(
     else:
         report.resumed = True
     t0 = time.monotonic()
-    _reconcile(contract, plans, order, source, sink, run_id, report)
+    moved_cs = _reconcile(contract, plans, order, source, sink, run_id, report)
     report.timings["reconcile"] = time.monotonic() - t0
+    t0 = time.monotonic()
+    _verify_checksums(plans, order, sink, moved_cs, report)
+    report.timings["checksums"] = time.monotonic() - t0
     if reject_csv is not None:
         sink.export_rejects(run_id, str(reject_csv))
         report.reject_csv = str(reject_csv)
@@ -565,6 +569,79 @@ def _counter(data: Any) -> Counter[str]:
     return Counter({str(k): int(v) for k, v in dict(data or {}).items()})
 
 
+class _ChunkWriter:
+    """Commit chunks in order, one behind the transform when the sink allows it.
+
+    A sink with ``write_behind = True`` (its connection may be used from one
+    other thread) commits chunk N on a writer thread while the caller reads
+    and transforms chunk N+1, so the target's COPY work overlaps ours. At
+    most one write is in flight; each is still ONE transaction (rows,
+    rejects, checkpoint), committed in chunk order, so a kill loses at most
+    uncommitted work and resume semantics are unchanged. Progress is
+    reported from the caller's thread, after the commit it reports. Leaving
+    the block waits for the last write; a write's error is raised there.
+    """
+
+    def __init__(
+        self,
+        sink: Sink,
+        run_id: str,
+        table: str,
+        on_progress: ProgressFn | None,
+        source_rows: int | None,
+    ) -> None:
+        self.sink, self.run_id, self.table = sink, run_id, table
+        self.on_progress, self.source_rows = on_progress, source_rows
+        self.pool = (
+            ThreadPoolExecutor(1, thread_name_prefix="pas-write")
+            if getattr(sink, "write_behind", False)
+            else None
+        )
+        self.pending: tuple[Future[None], Checkpoint] | None = None
+
+    def __enter__(self) -> _ChunkWriter:
+        return self
+
+    def write(self, rows: pd.DataFrame, rejects: pd.DataFrame, cp: Checkpoint) -> None:
+        """Commit one chunk (now, or on the writer thread after the previous one)."""
+        if self.pool is None:
+            self.sink.write_chunk(self.run_id, self.table, rows, rejects, cp)
+            self._progress(cp)
+            return
+        self.flush()
+        fut = self.pool.submit(
+            self.sink.write_chunk, self.run_id, self.table, rows, rejects, cp
+        )
+        self.pending = (fut, cp)
+
+    def flush(self) -> None:
+        """Wait for the write in flight (raising its error), then report it."""
+        if self.pending is not None:
+            fut, cp = self.pending
+            self.pending = None
+            fut.result()
+            self._progress(cp)
+
+    def _progress(self, cp: Checkpoint) -> None:
+        _progress(
+            self.on_progress, self.run_id, self.table, "load", cp, self.source_rows
+        )
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is None:
+                self.flush()
+            elif self.pending is not None:
+                # Already failing: let the write in flight finish (the sink's
+                # connection must be idle before anyone uses it again); its
+                # own outcome does not replace the error under way.
+                wait([self.pending[0]])
+                self.pending = None
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)
+
+
 def _load_table(
     contract: Contract,
     plan: TablePlan,
@@ -637,36 +714,36 @@ def _load_table(
         chunk_size=contract.chunk_size,
         upto_key=rng.upto_key,
     )
-    for chunk in _guarded(iter(chunks), tm.source):
-        if should_cancel is not None and should_cancel():
-            return False
-        if chunk.empty:
-            continue
-        res = process_chunk(plan, chunk, run_id=run_id, xctx=xctx, rctx=rctx)
-        read += res.read
-        loaded += res.loaded
-        rejected += res.rejected
-        excluded += res.excluded
-        last_key = res.last_key
-        source_nulls.update(res.source_nulls)
-        defaults_used.update(res.defaults_used)
-        lenient_fills.update(res.lenient_fills)
-        field_rejects.update(res.field_rejects)
-        for col, cs in res.checksums.items():
-            checksums[col] = add(checksums.get(col, [0, 0]), cs)
-        cp = Checkpoint(
-            run_id,
-            table,
-            last_key,
-            read,
-            loaded,
-            rejected,
-            excluded,
-            state(),
-            range_id=rid,
-        )
-        sink.write_chunk(run_id, table, res.rows, res.rejects, cp)
-        _progress(on_progress, run_id, table, "load", cp, source_rows)
+    with _ChunkWriter(sink, run_id, table, on_progress, source_rows) as writer:
+        for chunk in _guarded(iter(chunks), tm.source):
+            if should_cancel is not None and should_cancel():
+                return False
+            if chunk.empty:
+                continue
+            res = process_chunk(plan, chunk, run_id=run_id, xctx=xctx, rctx=rctx)
+            read += res.read
+            loaded += res.loaded
+            rejected += res.rejected
+            excluded += res.excluded
+            last_key = res.last_key
+            source_nulls.update(res.source_nulls)
+            defaults_used.update(res.defaults_used)
+            lenient_fills.update(res.lenient_fills)
+            field_rejects.update(res.field_rejects)
+            for col, cs in res.checksums.items():
+                checksums[col] = add(checksums.get(col, [0, 0]), cs)
+            cp = Checkpoint(
+                run_id,
+                table,
+                last_key,
+                read,
+                loaded,
+                rejected,
+                excluded,
+                state(),
+                range_id=rid,
+            )
+            writer.write(res.rows, res.rejects, cp)
     done = Checkpoint(
         run_id,
         table,
@@ -709,9 +786,16 @@ def _reconcile(
     sink: Sink,
     run_id: str,
     report: RunReport,
-) -> None:
-    """Fill ledger, metrics, FK chains; add failure reasons for any gap."""
+) -> dict[str, dict[str, Any]]:
+    """Fill ledger, metrics, FK chains; add failure reasons for any gap.
+
+    Counts, null rates and FK chains only (QUALITY.md P4); the column
+    checksums are a separate pass (``_verify_checksums``) so each is timed on
+    its own. Returns per table the checksums the load sent and those of the
+    rows the cross-table phase moved out of staging (for the checksum pass).
+    """
     counts = sink.reject_counts(run_id)
+    moved_by_table: dict[str, dict[str, Any]] = {}
     for t in order:
         plan = plans[t]
         tm = plan.mapping
@@ -721,7 +805,10 @@ def _reconcile(
             continue
         phase = sink.apply_staged_steps(run_id, t, staged_steps(contract, plan))
         moved = _counter(phase.get("moved"))
-        moved_cs = dict(phase.get("moved_checksums") or {})
+        moved_by_table[t] = {
+            "sent": dict(cp.extra.get("checksums") or {}),
+            "moved": dict(phase.get("moved_checksums") or {}),
+        }
         tr = TableReport(table=t, source_table=tm.source)
         tr.source_rows = source.count(tm.source)
         tr.rows_read = cp.rows_read
@@ -764,7 +851,7 @@ def _reconcile(
         tr.ledger_balanced = not gaps
         for g in gaps:
             report.failure_reasons.append(f"{t}: ledger: {g}")
-        _column_metrics(contract, plan, cp, moved, moved_cs, sink, tr, report)
+        _column_metrics(contract, plan, cp, moved, sink, tr)
         report.tables.append(tr)
         for fk in plan.stage.foreign_keys:
             orphans = sink.orphan_count(
@@ -785,6 +872,43 @@ def _reconcile(
                     f"{t}.{fk.columns[0]}: {orphans} rows without {fk.ref_table}"
                 )
     report.flagged = sink.flags(run_id)
+    return moved_by_table
+
+
+def _verify_checksums(
+    plans: dict[str, TablePlan],
+    order: list[str],
+    sink: Sink,
+    moved_by_table: dict[str, dict[str, Any]],
+    report: RunReport,
+) -> None:
+    """Compare each checksum column's target sum with what the load sent.
+
+    What was sent (summed over the load's chunks) minus what the cross-table
+    phase moved out must equal the published column; a difference fails the run.
+    """
+    reports = {tr.table: tr for tr in report.tables}
+    for t in order:
+        plan, tr = plans[t], reports.get(t)
+        columns = list(plan.stage.checksum_columns)
+        if tr is None or not columns:
+            continue
+        sent = moved_by_table.get(t, {}).get("sent", {})
+        moved_cs = moved_by_table.get(t, {}).get("moved", {})
+        target = sink.table_profile(t, [], columns)["checksums"]
+        for cm in tr.columns:
+            if cm.name not in columns:
+                continue
+            src = sent.get(cm.name, [0, 0])
+            mv = moved_cs.get(cm.name, [0, 0])
+            cm.checksum_source = [int(src[0]) - int(mv[0]), int(src[1]) - int(mv[1])]
+            cm.checksum_target = [int(x) for x in target[cm.name]]
+            cm.checksum_match = cm.checksum_source == cm.checksum_target
+            if not cm.checksum_match:
+                report.failure_reasons.append(
+                    f"{t}.{cm.name}: checksum source {cm.checksum_source} != "
+                    f"target {cm.checksum_target}"
+                )
 
 
 def _column_metrics(
@@ -792,21 +916,18 @@ def _column_metrics(
     plan: TablePlan,
     cp: Checkpoint,
     moved: Counter[str],
-    moved_cs: dict[str, Any],
     sink: Sink,
     tr: TableReport,
-    report: RunReport,
 ) -> None:
     t = plan.target.name
     names = [f.name for f in plan.target.fields]
-    prof = sink.table_profile(t, names, plan.stage.checksum_columns)
+    prof = sink.table_profile(t, names, [])
     field_rejects = _counter(cp.extra.get("field_rejects"))
     for reason, fname in _reason_fields(contract, plan).items():
         field_rejects[fname] += moved.get(reason, 0)
     source_nulls = _counter(cp.extra.get("source_nulls"))
     defaults_used = _counter(cp.extra.get("defaults_used"))
     lenient = _counter(cp.extra.get("lenient_fills"))
-    sent = dict(cp.extra.get("checksums") or {})
     loaded = tr.rows_loaded
     completeness: list[float] = []
     validity: list[float] = []
@@ -827,17 +948,6 @@ def _column_metrics(
             defaults_used=defaults_used.get(f.name, 0),
             lenient_fills=lenient.get(f.name, 0),
         )
-        if f.name in plan.stage.checksum_columns:
-            src = sent.get(f.name, [0, 0])
-            mv = moved_cs.get(f.name, [0, 0])
-            cm.checksum_source = [int(src[0]) - int(mv[0]), int(src[1]) - int(mv[1])]
-            cm.checksum_target = [int(x) for x in prof["checksums"][f.name]]
-            cm.checksum_match = cm.checksum_source == cm.checksum_target
-            if not cm.checksum_match:
-                report.failure_reasons.append(
-                    f"{t}.{f.name}: checksum source {cm.checksum_source} != "
-                    f"target {cm.checksum_target}"
-                )
         present = loaded - nulls
         cm.dqmi = {
             "completeness": _pct(present, loaded),

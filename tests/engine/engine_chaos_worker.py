@@ -1,8 +1,9 @@
 """Chaos worker: run (or resume) the default contract; killed with SIGKILL by the test.
 
 Usage: engine_chaos_worker.py SOURCE_SQLITE SINK_KIND TARGET RUN_ID CHUNK
-(TARGET = SQLite file path, or ``dsn|schema`` for PostgreSQL). Prints the
-final report as JSON when the run finishes.
+(TARGET = SQLite file path, or ``dsn|schema`` for PostgreSQL). Writes a
+``progress`` line to stderr after every committed chunk and phase, and prints
+the final report as JSON when the run finishes.
 """
 
 from __future__ import annotations
@@ -32,11 +33,19 @@ def main() -> None:
         dsn, schema = target.split("|")
         sink = PostgresSink(dsn, schema=schema)
     contract = load_default_contract(chunk_size=int(chunk))
+
+    def progress(_event: object) -> None:
+        # One line per committed chunk / finished phase: the test kills the
+        # process a random number of commits (plus a random delay) in.
+        sys.stderr.write("progress\n")
+        sys.stderr.flush()
+
     rep = run_contract(
         contract,
         SqliteSource(SqliteConfig(path=source)),
         sink,
         run_id,  # type: ignore[arg-type]
+        on_progress=progress,
     )
     print(json.dumps(rep.to_dict()))
 

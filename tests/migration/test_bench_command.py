@@ -1,0 +1,64 @@
+"""``manage.py bench`` end to end at a tiny size: it runs, and what it reports adds up.
+
+Speed itself is never asserted here (QUALITY.md: speed and memory are shown by
+the benchmark command, not by timed tests); this shows the command works on a
+fresh machine, measures every baseline beside the pipeline in one run, and
+cleans up its scratch schemas.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import psycopg
+from django.core.management import call_command
+
+from migration import bench
+
+
+def test_bench_runs_every_measurement_and_reports_ratios(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    stdout = io.StringIO()
+    call_command(
+        "bench",
+        patients=300,
+        seed=5,
+        no_connectors=True,
+        work=tmp_path / "work",
+        json=out,
+        stdout=stdout,
+    )
+    res = json.loads(out.read_text())
+    pipe = res["pipeline"]
+    assert pipe["status"] == "succeeded"
+    assert pipe["ledger_balanced"] is True
+    assert 0 < pipe["loaded_rows"] < pipe["source_rows"]  # defects were rejected
+    # Every phase was timed; the load phase is part of the end-to-end time.
+    for phase in ("cross_table", "publish", "reconcile", "checksums", "total"):
+        assert phase in pipe["timings"], phase
+    assert 0 < pipe["load_seconds"] < pipe["seconds"]
+    # The baselines ran on the same rows: raw COPY loads exactly what the
+    # pipeline published, naive pandas every source row.
+    assert res["raw_copy"]["rows"] == pipe["loaded_rows"]
+    assert res["count_star"]["rows"] == pipe["loaded_rows"]
+    assert res["naive_pandas"]["rows"] == pipe["source_rows"]
+    r = res["ratios"]
+    assert r["P1_pipeline_vs_raw_copy"] == (
+        pipe["load_rows_per_s"] / res["raw_copy"]["rows_per_s"]
+    )
+    assert r["P1_end_to_end_vs_raw_copy"] < r["P1_pipeline_vs_raw_copy"]
+    assert (
+        r["P4_reconcile_with_checksums_vs_count_star"]
+        > (r["P4_reconcile_vs_count_star"])
+    )
+    text = stdout.getvalue()
+    assert "P1 pipeline load / raw COPY" in text and "P4 reconcile" in text
+    # No scratch schema is left behind.
+    with psycopg.connect(bench.DEFAULT_DSN) as conn:
+        left = conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'bench\\_pipe\\_%' "
+            "OR nspname LIKE 'bench\\_naive\\_%' OR nspname LIKE '%\\_bare'"
+        ).fetchall()
+    assert left == []
