@@ -20,7 +20,13 @@ from pydantic import SecretStr
 from pydantic import ValidationError as PydanticValidationError
 
 from connectors.kinds import get_kind
-from connectors.models import Connector, ConnectorHealth, HealthStatus, QueryLog
+from connectors.models import (
+    Connector,
+    ConnectorHealth,
+    ConnectorRole,
+    HealthStatus,
+    QueryLog,
+)
 from connectors.secrets import encrypt, is_reference, scrub
 from governance import audit
 from governance.access import user_has_project_perm
@@ -261,7 +267,16 @@ def connector_check(*, actor: Any, connector: Connector) -> ConnectorHealth:
         finally:
             source.close()
         ok, can_write = result.ok, result.can_write
-        message = "; ".join(result.problems)
+        problems = list(result.problems)
+        if connector.role == ConnectorRole.TARGET:
+            # A target must be able to write; "can write" is a source's problem.
+            problems = [p for p in problems if "SELECT-only account" not in p]
+            if ok and can_write is False:
+                problems.append(
+                    "the account cannot write: a target needs CREATE on its "
+                    "schema (or on the database, to create the schema)"
+                )
+        message = "; ".join(problems)
         details = {
             "server": result.server,
             "reachable": result.reachable,
@@ -276,7 +291,7 @@ def connector_check(*, actor: Any, connector: Connector) -> ConnectorHealth:
     message = scrub(message)
     if not ok:
         status = HealthStatus.DOWN
-    elif can_write or message:
+    elif message or (can_write and connector.role != ConnectorRole.TARGET):
         status = HealthStatus.DEGRADED
     else:
         status = HealthStatus.OK

@@ -215,7 +215,11 @@ class MissQueueEntry(models.Model):
         Crosswalk, on_delete=models.CASCADE, related_name="misses"
     )
     local_value = models.CharField(max_length=200)
+    #: rows of the run that held this value and found no crosswalk row
     frequency = models.PositiveBigIntegerField(default=0)
+    #: of those, rows a lenient lookup filled with the crosswalk's default
+    #: (loaded, not rejected: the national code they got is a guess)
+    defaulted = models.PositiveBigIntegerField(default=0)
     run = models.ForeignKey(
         "migration.Run", on_delete=models.CASCADE, related_name="misses"
     )

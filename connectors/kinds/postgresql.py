@@ -156,7 +156,14 @@ class PostgresSource(SqlSource):
         superuser = self._scalar(
             "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user"
         )
-        create = self._scalar(f"SELECT has_schema_privilege({s}, 'CREATE')")
+        # A schema that does not exist yet (a target before its first run)
+        # would make has_schema_privilege raise: then the question is whether
+        # the account could create it.
+        create = self._scalar(
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_namespace "
+            f"WHERE nspname = {s}) THEN has_schema_privilege({s}, 'CREATE') "
+            "ELSE has_database_privilege(current_database(), 'CREATE') END"
+        )
         writable = self._scalar(
             "SELECT COUNT(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
             f"ON n.oid = c.relnamespace WHERE n.nspname = {s} "

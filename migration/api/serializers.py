@@ -504,6 +504,7 @@ class MissQueueEntrySerializer(serializers.ModelSerializer[MissQueueEntry]):
             "crosswalk",
             "local_value",
             "frequency",
+            "defaulted",
             "run",
             "state",
             "first_seen_at",

@@ -75,10 +75,14 @@ class Crosswalk:
         """Return the national code of one local code (None on a miss)."""
         return self._map.get(code)
 
-    def apply(self, values: pd.Series, mode: str) -> tuple[pd.Series, pd.Series, int]:
-        """Return (national codes, strict-miss mask, lenient default-fill count).
+    def apply(
+        self, values: pd.Series, mode: str
+    ) -> tuple[pd.Series, pd.Series, int, dict[str, int]]:
+        """Return (national codes, strict-miss mask, default fills, defaulted codes).
 
-        Nulls pass through as nulls and are never misses.
+        Nulls pass through as nulls and are never misses. In lenient mode a
+        miss takes the crosswalk's default; the last item counts those local
+        codes (value -> rows) so stewards still see them in the miss queue.
         """
         if mode not in MODES:
             raise ContractError(f"crosswalk mode must be strict or lenient: {mode}")
@@ -86,11 +90,15 @@ class Crosswalk:
         mapped = values.map(self._map).astype("string[pyarrow]")
         miss = present & ~values.isin(list(self._map.keys())).fillna(False)
         filled = 0
+        defaulted: dict[str, int] = {}
         if mode == "lenient" and self.default is not None:
             filled = int(miss.sum())
+            if filled:
+                counts = values[miss.astype(bool)].value_counts()
+                defaulted = {str(k): int(v) for k, v in counts.items()}
             mapped = mapped.mask(miss, self.default)
             miss = pd.Series(False, index=values.index)
-        return mapped, miss.astype(bool), filled
+        return mapped, miss.astype(bool), filled, defaulted
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form."""

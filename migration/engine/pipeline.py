@@ -269,6 +269,8 @@ class ChunkResult:
     lenient_fills: Counter[str]
     field_rejects: Counter[str]
     checksums: dict[str, tuple[int, int]]
+    #: crosswalk id -> local codes a lenient lookup filled with its default
+    defaulted_codes: dict[str, Counter[str]] = field(default_factory=dict)
 
 
 def _native(value: Any) -> Any:
@@ -384,6 +386,7 @@ def process_chunk(
 
     values: dict[str, pd.Series] = {}
     lenient_fills: Counter[str] = Counter()
+    defaulted_codes: dict[str, Counter[str]] = {}
     for fname, sources, steps in plan.chains:
         inputs = [chunk[c] for c in sources] or [pd.Series(pd.NA, index=index)]
         out, results = apply_chain(inputs, steps, xctx)
@@ -399,6 +402,10 @@ def process_chunk(
                     res.crosswalk,
                 )
             lenient_fills[fname] += res.defaults_filled
+            if res.defaulted_codes and res.crosswalk is not None:
+                defaulted_codes.setdefault(res.crosswalk[0], Counter()).update(
+                    res.defaulted_codes
+                )
         values[fname] = out
     frame: dict[str, pd.Series] = {}
     for f in plan.target.fields:
@@ -504,4 +511,5 @@ def process_chunk(
         lenient_fills=lenient_fills,
         field_rejects=field_rejects,
         checksums=checksums,
+        defaulted_codes=defaulted_codes,
     )

@@ -47,6 +47,9 @@ class TableReport:
     columns: list[ColumnMetrics] = field(default_factory=list)
     dqmi: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    #: crosswalk id -> local codes a lenient lookup filled with its default
+    #: (code -> rows); the miss queue takes them from here
+    defaulted_codes: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def reject_rate(self) -> float:

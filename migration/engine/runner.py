@@ -527,6 +527,10 @@ def table_checkpoint(sink: Sink, run_id: str, table: str) -> Checkpoint | None:
         for col, cs in dict(c.extra.get("checksums") or {}).items():
             sums[col] = add(sums.get(col, [0, 0]), cs)
     extra["checksums"] = sums
+    codes: dict[str, Counter[str]] = {}
+    for c in cps:
+        _add_codes(codes, c.extra.get("defaulted_codes"))
+    extra["defaulted_codes"] = _codes_state(codes)
     return Checkpoint(
         run_id,
         table,
@@ -567,6 +571,23 @@ def _progress(
 
 def _counter(data: Any) -> Counter[str]:
     return Counter({str(k): int(v) for k, v in dict(data or {}).items()})
+
+
+#: Distinct defaulted local codes kept per crosswalk in a checkpoint: a real
+#: code list is dozens; a column of garbage must not bloat every checkpoint.
+#: The rest are still counted (``lenient_fills``), just not listed.
+MAX_DEFAULTED_CODES = 500
+
+
+def _add_codes(into: dict[str, Counter[str]], data: Any) -> None:
+    for xw, codes in dict(data or {}).items():
+        into.setdefault(str(xw), Counter()).update(_counter(codes))
+
+
+def _codes_state(codes: dict[str, Counter[str]]) -> dict[str, dict[str, int]]:
+    return {
+        xw: dict(c.most_common(MAX_DEFAULTED_CODES)) for xw, c in sorted(codes.items())
+    }
 
 
 class _ChunkWriter:
@@ -681,6 +702,8 @@ def _load_table(
     checksums: dict[str, list[int]] = {
         k: list(v) for k, v in dict(extra.get("checksums") or {}).items()
     }
+    defaulted_codes: dict[str, Counter[str]] = {}
+    _add_codes(defaulted_codes, extra.get("defaulted_codes"))
     read = cp.rows_read if cp else 0
     loaded = cp.rows_loaded if cp else 0
     rejected = cp.rows_rejected if cp else 0
@@ -703,6 +726,7 @@ def _load_table(
             "lenient_fills": dict(lenient_fills),
             "field_rejects": dict(field_rejects),
             "checksums": checksums,
+            "defaulted_codes": _codes_state(defaulted_codes),
             "done": done,
         }
 
@@ -732,6 +756,7 @@ def _load_table(
             field_rejects.update(res.field_rejects)
             for col, cs in res.checksums.items():
                 checksums[col] = add(checksums.get(col, [0, 0]), cs)
+            _add_codes(defaulted_codes, res.defaulted_codes)
             cp = Checkpoint(
                 run_id,
                 table,
@@ -812,6 +837,10 @@ def _reconcile(
         tr = TableReport(table=t, source_table=tm.source)
         tr.source_rows = source.count(tm.source)
         tr.rows_read = cp.rows_read
+        tr.defaulted_codes = {
+            str(xw): {str(k): int(v) for k, v in dict(codes).items()}
+            for xw, codes in dict(cp.extra.get("defaulted_codes") or {}).items()
+        }
         for table, action, reason, n in counts:
             if table != t:
                 continue

@@ -33,6 +33,8 @@ class StepResult:
     reason: str | None = None
     crosswalk: tuple[str, str] | None = None
     defaults_filled: int = 0
+    #: local codes a lenient crosswalk filled with its default (code -> rows)
+    defaulted_codes: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -303,5 +305,7 @@ def crosswalk(
     xw = ctx.crosswalks.get(id)
     if xw is None:
         raise ContractError(f"unknown crosswalk {id!r}")
-    mapped, miss, filled = xw.apply(as_text(values), mode)
-    return StepResult(mapped, miss, "crosswalk_miss", (xw.id, xw.version), filled)
+    mapped, miss, filled, defaulted = xw.apply(as_text(values), mode)
+    return StepResult(
+        mapped, miss, "crosswalk_miss", (xw.id, xw.version), filled, defaulted
+    )

@@ -399,9 +399,14 @@ def contract_import_default(
 ) -> Contract:
     """Store the engine's default legacy-PAS contract as the project's next version.
 
-    A user actor needs ``publish_contract`` (else Refused, audited); a system
-    actor (a string, e.g. a management command) is trusted. Raises
-    ContractBuildError if the packaged contract does not validate.
+    Idempotent: when the project's latest imported default contract already
+    says exactly this (same body but for its version number), that contract
+    is returned and nothing is stored, so repeated ``run_lifecycle`` / ``make
+    run`` calls do not pile up identical versions (and sign-offs bound to it
+    stay valid). A user actor needs ``publish_contract`` (else Refused,
+    audited); a system actor (a string, e.g. a management command) is
+    trusted. Raises ContractBuildError if the packaged contract does not
+    validate.
     """
     if getattr(actor, "is_authenticated", False) and not user_has_project_perm(
         actor, project, "publish_contract"
@@ -417,6 +422,20 @@ def contract_import_default(
     if chunk_size is not None:
         data["chunk_size"] = chunk_size
     with transaction.atomic():
+        # Lock the project row first: two simultaneous imports agree.
+        MigrationProject.objects.select_for_update().filter(pk=project.pk).first()
+        latest = (
+            Contract.objects.filter(project=project, mapping_set__isnull=True)
+            .order_by("-version")
+            .first()
+        )
+        if latest is not None:
+            try:
+                same = contract_from_dict({**data, "version": str(latest.version)})
+            except ContractError:
+                same = None
+            if same is not None and same.sha256 == latest.sha256:
+                return latest
         version = _next_version(project)
         data["version"] = str(version)
         try:

@@ -845,13 +845,20 @@ def crosswalks_seed_defaults(
 
 
 def missqueue_record(
-    *, run: Run, crosswalk: Crosswalk, counts: Mapping[str, int]
+    *,
+    run: Run,
+    crosswalk: Crosswalk,
+    counts: Mapping[str, int],
+    defaulted: Mapping[str, int] | None = None,
 ) -> list[MissQueueEntry]:
     """Record a run's distinct unmapped local values with their frequency.
 
+    ``counts`` are all rows per value; ``defaulted`` those of them a lenient
+    lookup filled with the crosswalk default (loaded rather than rejected).
     Idempotent per run (frequencies are replaced, not added). Returns the
     entries. ValueError when the crosswalk is not of the run's project.
     """
+    defaulted = defaulted or {}
     if crosswalk.project_id != run.project_id:
         raise ValueError("the crosswalk belongs to another project than the run")
     entries: list[MissQueueEntry] = []
@@ -861,7 +868,10 @@ def missqueue_record(
                 crosswalk=crosswalk,
                 run=run,
                 local_value=str(value)[:200],
-                defaults={"frequency": int(n)},
+                defaults={
+                    "frequency": int(n),
+                    "defaulted": min(int(defaulted.get(value, 0)), int(n)),
+                },
             )
             entries.append(entry)
         # The values themselves stay out of the trail: an unmapped "code" can
@@ -874,6 +884,7 @@ def missqueue_record(
                 "run": run.pk,
                 "distinct": len(entries),
                 "total": sum(int(n) for n in counts.values()),
+                "defaulted": sum(int(n) for n in defaulted.values()),
             },
         )
     return entries

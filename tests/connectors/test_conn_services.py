@@ -164,3 +164,33 @@ def test_rewrap_command_rotates_keys(
     monkeypatch.setenv("PAS_FERNET_KEYS", new)  # the old key retired
     assert resolve(c.config["password"]) == CANARY
     assert len(_events("connectors.connector.rewrapped")) == 1
+
+
+def test_health_judges_a_target_by_what_a_target_needs(project: Any) -> None:
+    """A writable target whose schema the first run will create is healthy.
+
+    The same account as a source is degraded (sources must be SELECT-only).
+    """
+    import uuid
+
+    from connectors import services
+    from connectors.models import HealthStatus
+
+    config = {
+        "host": "127.0.0.1", "port": 5432, "dbname": "postgres", "user": "postgres",
+        "schema": f"not_yet_{uuid.uuid4().hex[:8]}",
+    }  # fmt: skip
+    target = services.connector_create(
+        actor="tests", project=project, name="tgt", kind="postgresql", role="target",
+        config=config,
+    )  # fmt: skip
+    health = services.connector_check(actor="tests", connector=target)
+    assert health.status == HealthStatus.OK, health.message
+    assert health.read_only is False and health.message == ""
+    source = services.connector_create(
+        actor="tests", project=project, name="src", kind="postgresql", role="source",
+        config=config,
+    )  # fmt: skip
+    health = services.connector_check(actor="tests", connector=source)
+    assert health.status == HealthStatus.DEGRADED
+    assert "SELECT-only" in health.message

@@ -210,6 +210,9 @@ def test_exclusions_and_lenient_crosswalks_are_counted(
     g = next(c for c in t.columns if c.name == "gender")
     assert g.lenient_fills == 1
     assert g.defaults_used == 2
+    # The defaulted local code is listed (by crosswalk) for the miss queue.
+    xw = gender["transforms"][-1]["args"]["id"]
+    assert t.defaulted_codes == {xw: {"Q": 1}}
     recs = {r["source_key"]: r for r in sink.rejects("run-e")}
     assert recs["3"]["action"] == "exclude"
     assert recs["5"]["column_name"] == "PAPMI_DeceasedDate"

@@ -159,6 +159,8 @@ def test_crosswalk_lenient_fills_the_default_and_counts_it() -> None:
     assert vals.tolist() == ["1", "X", "X", pd.NA]
     assert results[-1].failed is not None and not results[-1].failed.any()
     assert results[-1].defaults_filled == 2
+    # which local codes were defaulted, for the miss queue
+    assert results[-1].defaulted_codes == {"Z": 1, "Y": 1}
 
 
 def test_crosswalk_validation() -> None:

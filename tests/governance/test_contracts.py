@@ -217,6 +217,22 @@ def test_import_default_stores_the_engine_default_and_audits(
     assert last_event("migration.contract.imported").target_id == str(stored.pk)
 
 
+def test_import_default_again_stores_nothing_new_unless_it_changed(
+    project: Any, migration_lead: Any
+) -> None:
+    first = contract_import_default(actor=migration_lead, project=project)
+    events = AuditEvent.objects.count()
+    again = contract_import_default(actor=migration_lead, project=project)
+    assert again.pk == first.pk and Contract.objects.count() == 1
+    assert AuditEvent.objects.count() == events  # no change, no event
+    changed = contract_import_default(
+        actor=migration_lead, project=project, chunk_size=1234
+    )
+    assert changed.version == first.version + 1
+    assert contract_from_dict(changed.body).chunk_size == 1234
+    assert Contract.objects.count() == 2
+
+
 def test_import_default_refused_for_a_viewer(project: Any, viewer: Any) -> None:
     with pytest.raises(Refused):
         contract_import_default(actor=viewer, project=project)

@@ -44,6 +44,7 @@ def test_bench_runs_every_measurement_and_reports_ratios(tmp_path: Path) -> None
     assert res["raw_copy"]["rows"] == pipe["loaded_rows"]
     assert res["count_star"]["rows"] == pipe["loaded_rows"]
     assert res["naive_pandas"]["rows"] == pipe["source_rows"]
+    assert res["source_read"]["rows"] == pipe["source_rows"]
     r = res["ratios"]
     assert r["P1_pipeline_vs_raw_copy"] == (
         pipe["load_rows_per_s"] / res["raw_copy"]["rows_per_s"]
