@@ -39,6 +39,7 @@ from governance.models import (
     EvidenceExport,
     GateEvaluation,
     SignOff,
+    Waiver,
 )
 from migration.models import RejectRecord, Run
 from migration.services.contracts import (
@@ -170,10 +171,40 @@ def _gate_results(run: Run) -> list[dict[str, Any]]:
                     }
                     for c in g.checks.all()
                 ],
+                # Who asked for, approved and (later) revoked each waiver
+                # this evaluation applied, as the waiver stands at export.
+                "waivers": [
+                    _waiver(w)
+                    for w in Waiver.objects.filter(
+                        pk__in={c.waiver_id for c in g.checks.all() if c.waiver_id}
+                    )
+                    .select_related("requested_by", "approver", "revoked_by")
+                    .order_by("pk")
+                ],
                 "engine_result": g.result,
             }
         )
     return out
+
+
+def _waiver(w: Waiver) -> dict[str, Any]:
+    def name(user: Any) -> str | None:
+        return user.get_username() if user is not None else None
+
+    return {
+        "id": w.pk,
+        "check_id": w.check_id,
+        "scope": w.target_table,
+        "profile": w.profile,
+        "reason": w.reason,
+        "requested_by": name(w.requested_by),
+        "approver": name(w.approver),
+        "approved_at": w.approved_at,
+        "expires_at": w.expires_at,
+        "revoked_at": w.revoked_at,
+        "revoked_by": name(w.revoked_by),
+        "revoke_reason": w.revoke_reason,
+    }
 
 
 def _ledger(run: Run) -> list[dict[str, Any]]:

@@ -395,3 +395,52 @@ def waiver_approve(*, actor: Any, waiver: Waiver) -> Waiver:
         target=waiver,
         data={"check_id": waiver.check_id, "profile": waiver.profile},
     )
+
+
+def waiver_revoke(*, actor: Any, waiver: Waiver, reason: str) -> Waiver:
+    """Withdraw a waiver (pending or approved) before it expires, and audit it.
+
+    From then on no gate evaluation applies it; evaluations already stored
+    keep what they recorded (they are history). Raises Refused (audited)
+    without ``approve_waiver``, without a reason, or when the waiver is
+    already revoked or has expired.
+    """
+    problem: tuple[str, str] | None = None
+    with transaction.atomic():
+        waiver = Waiver.objects.select_for_update().get(pk=waiver.pk)
+        now = timezone.now()
+        if not user_has_project_perm(actor, waiver.project_id, "approve_waiver"):
+            problem = ("permission", "you may not revoke waivers on this project")
+        elif not (reason or "").strip():
+            problem = ("no_reason", "say why the waiver is revoked")
+        elif waiver.revoked_at is not None:
+            problem = ("not_active", "this waiver is already revoked")
+        elif waiver.expires_at <= now:
+            problem = ("expired", "this waiver has expired already")
+        if problem is None:
+            was_approved = waiver.approved_at is not None
+            waiver.revoked_at = now
+            waiver.revoked_by = actor
+            waiver.revoke_reason = reason.strip()
+            waiver.save(update_fields=["revoked_at", "revoked_by", "revoke_reason"])
+            audit.record(
+                actor=actor,
+                action="governance.waiver.revoked",
+                target=waiver,
+                data={
+                    "check_id": waiver.check_id,
+                    "profile": waiver.profile,
+                    "target_table": waiver.target_table,
+                    "was_approved": was_approved,
+                },
+            )
+            return waiver
+    code, message = problem
+    raise audit.refuse(
+        actor=actor,
+        action="governance.waiver.revoke_refused",
+        reason=message,
+        code=code,
+        target=waiver,
+        data={"check_id": waiver.check_id, "profile": waiver.profile},
+    )

@@ -26,6 +26,11 @@ urlpatterns = [
         views.waiver_approve_view,
         name="waiver-approve",
     ),
+    path(
+        "waivers/<int:waiver_id>/revoke/",
+        views.waiver_revoke_view,
+        name="waiver-revoke",
+    ),
     path("audit/", views.audit_list, name="audit-list"),
     path("runs/<int:run_id>/evidence/", views.evidence_create, name="evidence-create"),
     path(

@@ -30,6 +30,7 @@ from governance.gates import (
     gate_profiles,
     waiver_approve,
     waiver_request,
+    waiver_revoke,
 )
 from governance.models import AuditEvent, EvidenceExport, GateEvaluation, Waiver
 from governance.roles import Role
@@ -78,7 +79,7 @@ def gate_detail(request: HtmxHttpRequest, project_id: int, run_id: int) -> HttpR
     my_roles = roles_of(user=request.user, project=project)
     sign_roles = [r for r in status["missing"] if r in my_roles]
     waivers = Waiver.objects.filter(project=project).select_related(
-        "requested_by", "approver"
+        "requested_by", "approver", "revoked_by"
     )[:50]
     return render(
         request,
@@ -199,6 +200,31 @@ def waiver_approve_view(
     except Refused as exc:
         return refused(request, exc, to)
     messages.success(request, f"Waiver of {waiver.check_id} approved")
+    return redirect(to)
+
+
+@login_required
+@require_POST
+def waiver_revoke_view(
+    request: HtmxHttpRequest, project_id: int, waiver_id: int
+) -> HttpResponse:
+    """Withdraw a waiver before it expires (with a reason)."""
+    project = page_project(request, project_id)
+    waiver = access_object(
+        request.user, Waiver.objects.filter(project=project), waiver_id
+    )
+    to = request.POST.get("next", "")
+    if not to.startswith(f"/projects/{project.pk}/"):
+        to = reverse("governance:audit-list", args=[project.pk])
+    try:
+        waiver_revoke(
+            actor=request.user,
+            waiver=waiver,
+            reason=request.POST.get("reason", "").strip(),
+        )
+    except Refused as exc:
+        return refused(request, exc, to)
+    messages.success(request, f"Waiver of {waiver.check_id} revoked")
     return redirect(to)
 
 

@@ -109,6 +109,7 @@ class WaiverSerializer(serializers.ModelSerializer[Waiver]):
 
     requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     approver = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    revoked_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
         model = Waiver
@@ -124,9 +125,17 @@ class WaiverSerializer(serializers.ModelSerializer[Waiver]):
             "approved_at",
             "expires_at",
             "revoked_at",
+            "revoked_by",
+            "revoke_reason",
             "created_at",
         ]
         read_only_fields = fields
+
+
+class WaiverRevokeSerializer(serializers.Serializer[Any]):
+    """Why a waiver is withdrawn before it expires."""
+
+    reason = serializers.CharField(max_length=4000)
 
 
 class WaiverRequestSerializer(serializers.Serializer[Any]):

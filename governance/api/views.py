@@ -30,6 +30,7 @@ from governance.api.serializers import (
     SignOffRecordSerializer,
     SignOffSerializer,
     WaiverRequestSerializer,
+    WaiverRevokeSerializer,
     WaiverSerializer,
 )
 from governance.evidence import evidence_export
@@ -38,6 +39,7 @@ from governance.gates import (
     gate_profiles,
     waiver_approve,
     waiver_request,
+    waiver_revoke,
 )
 from governance.models import (
     AuditEvent,
@@ -190,13 +192,18 @@ class GateEvaluationViewSet(
         request=None,
         responses={200: WaiverSerializer, **WRITE_ERRORS},
     ),
+    revoke=extend_schema(
+        summary="Withdraw a waiver before it expires (with a reason)",
+        request=WaiverRevokeSerializer,
+        responses={200: WaiverSerializer, **WRITE_ERRORS},
+    ),
 )
 class WaiverViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScoped, GenericViewSet
 ):
     """Waivers: request (evaluate_gate or approve_waiver), approve (approve_waiver)."""
 
-    queryset = Waiver.objects.select_related("requested_by", "approver")
+    queryset = Waiver.objects.select_related("requested_by", "approver", "revoked_by")
     serializer_class = WaiverSerializer
     filterset_fields = ["project", "profile", "check_id"]
 
@@ -211,6 +218,17 @@ class WaiverViewSet(
     def approve(self, request: Request, pk: str) -> Response:
         """Call ``waiver_approve``."""
         waiver = waiver_approve(actor=request.user, waiver=self.get_object())
+        return Response(WaiverSerializer(waiver).data)
+
+    @action(detail=True, methods=["post"])
+    def revoke(self, request: Request, pk: str) -> Response:
+        """Call ``waiver_revoke``."""
+        waiver = self.get_object()
+        body = WaiverRevokeSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        waiver = waiver_revoke(
+            actor=request.user, waiver=waiver, reason=body.validated_data["reason"]
+        )
         return Response(WaiverSerializer(waiver).data)
 
 

@@ -262,6 +262,12 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("waiver-detail", "GET"): Rule(DETAIL, obj="waiver"),
     # Approving needs approve_waiver: none of the matrix roles holds it.
     ("waiver-approve", "POST"): Rule(expect("401 403 403 404 403 403"), obj="waiver"),
+    # Revoking needs approve_waiver too.
+    ("waiver-revoke", "POST"): Rule(
+        expect("401 403 403 404 403 403"),
+        obj="waiver",
+        body=lambda w: {"reason": "the clean-up was not done"},
+    ),
     ("signoff-list", "GET"): Rule(LIST),
     ("signoff-list", "POST"): Rule(
         expect("401 403 201 400 403 403"),

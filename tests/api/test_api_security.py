@@ -102,6 +102,7 @@ OBJECT_ENDPOINTS: list[tuple[str, str, str, dict[str, Any] | None]] = [
     ("gate-evaluation-detail", "get", "gate", None),
     ("waiver-detail", "get", "waiver", None),
     ("waiver-approve", "post", "waiver", {}),
+    ("waiver-revoke", "post", "waiver", {"reason": "withdrawn"}),
     ("signoff-detail", "get", "signoff", None),
     ("evidence-export-detail", "get", "evidence", None),
     ("evidence-export-download", "get", "evidence", None),

@@ -241,3 +241,39 @@ def test_verify_command_on_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(CommandError, match="no such file") as exc:
         call_command("verify_evidence", str(tmp_path / "missing.zip"))
     assert exc.value.returncode == 2
+
+
+def test_bundle_names_who_requested_approved_and_revoked_an_applied_waiver(
+    make_run: Callable[..., Any],
+    dm_engineer: Any,
+    migration_lead: Any,
+    ig_lead: Any,
+    auditor: Any,
+    tmp_path: Path,
+) -> None:
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from governance.gates import waiver_approve, waiver_request, waiver_revoke
+
+    run = make_run(patient_rejects=30)  # 3% > 1% at cutover_ready: needs a waiver
+    waiver = waiver_request(
+        actor=dm_engineer, project=run.project, check_id="reject_rate",
+        profile="cutover_ready", reason="legacy test patients",
+        expires_at=timezone.now() + dt.timedelta(days=30), target_table="patient",
+    )  # fmt: skip
+    waiver_approve(actor=migration_lead, waiver=waiver)
+    gate_evaluate(actor=dm_engineer, run=run, profile="cutover_ready")
+    waiver_revoke(actor=ig_lead, waiver=waiver, reason="clean-up not done")
+    out = tmp_path / "evidence.zip"
+    call_command("export_evidence", run=str(run.pk), out=str(out), user="auditor")
+    with zipfile.ZipFile(out) as zf:
+        (gate,) = json.loads(zf.read("gate-results.json"))
+    (applied,) = gate["waivers"]
+    assert applied["id"] == waiver.pk and applied["scope"] == "patient"
+    assert applied["requested_by"] == dm_engineer.get_username()
+    assert applied["approver"] == migration_lead.get_username()
+    assert applied["revoked_by"] == ig_lead.get_username()
+    assert applied["revoke_reason"] == "clean-up not done"
+    assert _verify(out) == (0, "")

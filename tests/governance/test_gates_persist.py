@@ -10,7 +10,12 @@ import pytest
 from django.utils import timezone
 
 from governance.audit import Refused
-from governance.gates import gate_evaluate, waiver_approve, waiver_request
+from governance.gates import (
+    gate_evaluate,
+    waiver_approve,
+    waiver_request,
+    waiver_revoke,
+)
 from governance.models import AuditEvent, CheckResult, GateEvaluation, Waiver
 from governance.signoffs import signoff_record
 from migration.engine import gates as engine_gates
@@ -253,3 +258,92 @@ def test_request_refused_for_a_steward_and_an_outsider(
             )  # fmt: skip
         assert exc.value.code == "permission"
     assert Waiver.objects.count() == 0
+
+
+def test_a_revoked_waiver_no_longer_applies_and_history_stays(
+    make_run: Callable[..., Any],
+    dm_engineer: Any,
+    migration_lead: Any,
+    ig_lead: Any,
+    last_event: Callable[[str], Any],
+) -> None:
+    run = make_run(patient_rejects=30)  # 3% > 1% at cutover_ready
+    waiver = waiver_request(
+        actor=dm_engineer, project=run.project, check_id="reject_rate",
+        profile="cutover_ready", reason="legacy test patients", expires_at=_later(),
+        target_table="patient",
+    )  # fmt: skip
+    waiver_approve(actor=migration_lead, waiver=waiver)
+    waived = gate_evaluate(actor=dm_engineer, run=run, profile="cutover_ready")
+    assert not any("reject_rate" in r for r in waived.reasons)
+
+    revoked = waiver_revoke(
+        actor=ig_lead, waiver=waiver, reason="the clean-up was not done"
+    )
+    assert revoked.revoked_by == ig_lead and revoked.revoked_at is not None
+    assert revoked.revoke_reason == "the clean-up was not done"
+    event = last_event("governance.waiver.revoked")
+    assert event.target_id == str(waiver.pk) and event.data["was_approved"] is True
+    # The reason is on the waiver, not copied into the audit trail.
+    assert "clean-up" not in str(event.data)
+
+    after = gate_evaluate(actor=dm_engineer, run=run, profile="cutover_ready")
+    check = after.checks.get(check_id="reject_rate", target_table="patient")
+    assert check.waiver is None
+    assert any("reject_rate" in r for r in after.reasons)
+    # The evaluation made while the waiver stood keeps what it recorded.
+    kept = waived.checks.get(check_id="reject_rate", target_table="patient")
+    assert kept.waiver == waiver
+
+
+@pytest.mark.parametrize(
+    ("who", "reason", "code"),
+    [
+        ("dm_engineer", "no longer needed", "permission"),
+        ("steward", "no longer needed", "permission"),
+        ("other_steward", "no longer needed", "permission"),
+        ("ig_lead", "   ", "no_reason"),
+    ],
+)
+def test_revoke_refusals_are_audited_and_change_nothing(
+    project: Any,
+    dm_engineer: Any,
+    who: str,
+    reason: str,
+    code: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    waiver = waiver_request(
+        actor=dm_engineer, project=project, check_id="reject_rate",
+        profile="cutover_ready", reason="known", expires_at=_later(),
+    )  # fmt: skip
+    with pytest.raises(Refused) as exc:
+        waiver_revoke(actor=request.getfixturevalue(who), waiver=waiver, reason=reason)
+    assert exc.value.code == code
+    waiver.refresh_from_db()
+    assert waiver.revoked_at is None and waiver.revoked_by is None
+    refused = AuditEvent.objects.order_by("-seq").first()
+    assert refused.action == "governance.waiver.revoke_refused"
+
+
+def test_a_waiver_is_revoked_once_and_never_after_it_expired(
+    project: Any, dm_engineer: Any, ig_lead: Any
+) -> None:
+    waiver = waiver_request(
+        actor=dm_engineer, project=project, check_id="reject_rate",
+        profile="cutover_ready", reason="known", expires_at=_later(),
+    )  # fmt: skip
+    waiver_revoke(actor=ig_lead, waiver=waiver, reason="withdrawn")  # still pending
+    with pytest.raises(Refused) as exc:
+        waiver_revoke(actor=ig_lead, waiver=waiver, reason="again")
+    assert exc.value.code == "not_active"
+    with pytest.raises(Refused) as exc:
+        waiver_approve(actor=ig_lead, waiver=waiver)  # revoked: not pending
+    assert exc.value.code == "not_pending"
+    lapsed = Waiver.objects.create(
+        project=project, check_id="reject_rate", profile="cutover_ready",
+        reason="x", requested_by=dm_engineer, expires_at=_later(-1),
+    )  # fmt: skip
+    with pytest.raises(Refused) as exc:
+        waiver_revoke(actor=ig_lead, waiver=lapsed, reason="tidy up")
+    assert exc.value.code == "expired"

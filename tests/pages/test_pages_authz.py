@@ -92,6 +92,7 @@ POLICY: dict[str, tuple[str, dict[str, int]]] = {
     "governance:signoff-create": ("POST", only(steward=302)),
     "governance:waiver-create": ("POST", only(dm_engineer=302)),
     "governance:waiver-approve": ("POST", only()),
+    "governance:waiver-revoke": ("POST", only()),
     "governance:audit-list": ("GET", only(auditor=200)),
     "governance:evidence-create": ("POST", only(auditor=200)),
     "governance:evidence-download": ("GET", only(auditor=200)),

@@ -63,3 +63,52 @@ def test_a_waiver_without_an_expiry_is_refused_with_a_message(
     )
     assert "Give the date the waiver expires" in response.content.decode()
     assert Waiver.objects.count() == before
+
+
+def test_an_ig_lead_revokes_a_waiver_from_the_gate_page(
+    world: dict[str, Any], dm_engineer: Any, migration_lead: Any, ig_lead: Any
+) -> None:
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from governance.gates import waiver_approve, waiver_request
+
+    run, project = world["run"], world["project"]
+    waiver = waiver_request(
+        actor=dm_engineer, project=project, check_id="reject_rate",
+        profile="pre_production", reason="Known legacy overlaps.",
+        expires_at=timezone.now() + dt.timedelta(days=30),
+    )  # fmt: skip
+    waiver_approve(actor=migration_lead, waiver=waiver)
+    gate = reverse("governance:gate-detail", args=[project.pk, run.pk])
+    revoke = reverse("governance:waiver-revoke", args=[project.pk, waiver.pk])
+    client = Client()
+    # The DM engineer sees no revoke form (no approve_waiver) ...
+    client.force_login(dm_engineer)
+    assert (
+        revoke not in client.get(gate, {"profile": "pre_production"}).content.decode()
+    )
+    # ... the IG lead does.
+    client.force_login(ig_lead)
+    page = client.get(gate, {"profile": "pre_production"}).content.decode()
+    assert revoke in page
+    # A reason is required: refused with the service's message, nothing changes.
+    response = client.post(
+        revoke,
+        {"reason": " ", "next": gate},
+        follow=True,
+    )
+    assert "say why the waiver is revoked" in response.content.decode()
+    waiver.refresh_from_db()
+    assert waiver.revoked_at is None
+    response = client.post(
+        revoke,
+        {"reason": "The ward team did not clean them.", "next": gate},
+    )
+    assert response.status_code == 302 and response["Location"] == gate
+    waiver.refresh_from_db()
+    assert waiver.revoked_by == ig_lead
+    page = client.get(gate, {"profile": "pre_production"}).content.decode()
+    assert "Revoked" in page and "The ward team did not clean them." in page
+    assert revoke not in page  # nothing left to revoke
