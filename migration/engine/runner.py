@@ -725,7 +725,9 @@ def _load_table(
             "defaults_used": dict(defaults_used),
             "lenient_fills": dict(lenient_fills),
             "field_rejects": dict(field_rejects),
-            "checksums": checksums,
+            # copies: with write-behind the writer thread serialises this
+            # state while the next chunk is already being folded in
+            "checksums": dict(checksums),
             "defaulted_codes": _codes_state(defaulted_codes),
             "done": done,
         }

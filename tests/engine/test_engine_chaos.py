@@ -102,7 +102,8 @@ def test_sigkill_chaos(
         if kills >= KILLS_PER_SEED:
             break
     assert kills >= KILLS_PER_SEED, f"only {kills} kills landed before the publish"
-    assert final is not None and final["status"] == "succeeded", final
+    assert final is not None, "the run never finished"
+    assert final["status"] == "succeeded", final["failure_reasons"]
     for t in final["tables"]:
         assert t["ledger_balanced"], t
         assert (

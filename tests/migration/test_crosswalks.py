@@ -458,7 +458,7 @@ def test_missqueue_record_and_resolve(
     ]
     assert list(missqueue_open(user=other_steward)) == []
     ev = audit_log("migration.missqueue.recorded")
-    assert ev[-1].data == {"run": run.pk, "distinct": 2, "total": 17}
+    assert ev[-1].data == {"run": run.pk, "distinct": 2, "total": 17, "defaulted": 0}
     assert "Z" not in str(ev[-1].data)  # values never enter the audit trail
 
     entry = open_entries[0]
