@@ -334,8 +334,14 @@ def process_chunk(
     run_id: str,
     xctx: TransformContext,
     rctx: RuleContext,
+    checksums: bool = True,
 ) -> ChunkResult:
-    """Return the staged rows, rejects and counters of one source chunk."""
+    """Return the staged rows, rejects and counters of one source chunk.
+
+    ``checksums=False`` leaves ``ChunkResult.checksums`` empty: the runner
+    computes them from the staged rows on its writer thread instead.
+    """
+    want_checksums = checksums
     tm = plan.mapping
     chunk = chunk.reset_index(drop=True)
     n = len(chunk)
@@ -450,15 +456,15 @@ def process_chunk(
     keys = as_text(chunk[tm.key])
 
     rows = pd.DataFrame(index=index[ok])
-    checksums: dict[str, tuple[int, int]] = {}
+    sums: dict[str, tuple[int, int]] = {}
     for f in plan.target.fields:
         if f.name in plan.lookups:
             rows[f.name] = pd.Series(pd.NA, index=rows.index, dtype=TEXT)
             continue
         w = wire(df[f.name][ok], f.sql_type)
         rows[f.name] = w
-        if f.name in plan.stage.checksum_columns:
-            checksums[f.name] = series_checksum(w)
+        if want_checksums and f.name in plan.stage.checksum_columns:
+            sums[f.name] = series_checksum(w)
     rows["_source_table"] = pd.Series(tm.source, index=rows.index, dtype=TEXT)
     rows["_source_key"] = keys[ok]
     rows["_run_id"] = pd.Series(run_id, index=rows.index, dtype=TEXT)
@@ -510,6 +516,6 @@ def process_chunk(
         defaults_used=defaults_used,
         lenient_fills=lenient_fills,
         field_rejects=field_rejects,
-        checksums=checksums,
+        checksums=sums,
         defaulted_codes=defaulted_codes,
     )

@@ -6,15 +6,15 @@ import datetime as dt
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
-from migration.engine.checksums import add
+from migration.engine.checksums import add, series_checksum
 from migration.engine.contract import Contract, validate_contract
 from migration.engine.errors import ContractError, EngineError, TransientError
 from migration.engine.pipeline import (
@@ -610,15 +610,20 @@ class _ChunkWriter:
         table: str,
         on_progress: ProgressFn | None,
         source_rows: int | None,
+        fold: Callable[[pd.DataFrame], Mapping[str, Any]] | None = None,
     ) -> None:
         self.sink, self.run_id, self.table = sink, run_id, table
         self.on_progress, self.source_rows = on_progress, source_rows
+        #: Work on a chunk's rows done just before its commit (on the writer
+        #: thread when there is one): returns entries merged into the
+        #: checkpoint's ``extra``. Chunks are folded one at a time, in order.
+        self.fold = fold
         self.pool = (
             ThreadPoolExecutor(1, thread_name_prefix="pas-write")
             if getattr(sink, "write_behind", False)
             else None
         )
-        self.pending: tuple[Future[None], Checkpoint] | None = None
+        self.pending: Future[Checkpoint] | None = None
 
     def __enter__(self) -> _ChunkWriter:
         return self
@@ -626,22 +631,25 @@ class _ChunkWriter:
     def write(self, rows: pd.DataFrame, rejects: pd.DataFrame, cp: Checkpoint) -> None:
         """Commit one chunk (now, or on the writer thread after the previous one)."""
         if self.pool is None:
-            self.sink.write_chunk(self.run_id, self.table, rows, rejects, cp)
-            self._progress(cp)
+            self._progress(self._commit(rows, rejects, cp))
             return
         self.flush()
-        fut = self.pool.submit(
-            self.sink.write_chunk, self.run_id, self.table, rows, rejects, cp
-        )
-        self.pending = (fut, cp)
+        self.pending = self.pool.submit(self._commit, rows, rejects, cp)
+
+    def _commit(
+        self, rows: pd.DataFrame, rejects: pd.DataFrame, cp: Checkpoint
+    ) -> Checkpoint:
+        if self.fold is not None:
+            cp = replace(cp, extra={**cp.extra, **self.fold(rows)})
+        self.sink.write_chunk(self.run_id, self.table, rows, rejects, cp)
+        return cp
 
     def flush(self) -> None:
         """Wait for the write in flight (raising its error), then report it."""
         if self.pending is not None:
-            fut, cp = self.pending
+            fut = self.pending
             self.pending = None
-            fut.result()
-            self._progress(cp)
+            self._progress(fut.result())
 
     def _progress(self, cp: Checkpoint) -> None:
         _progress(
@@ -656,7 +664,7 @@ class _ChunkWriter:
                 # Already failing: let the write in flight finish (the sink's
                 # connection must be idle before anyone uses it again); its
                 # own outcome does not replace the error under way.
-                wait([self.pending[0]])
+                wait([self.pending])
                 self.pending = None
         finally:
             if self.pool is not None:
@@ -725,12 +733,23 @@ def _load_table(
             "defaults_used": dict(defaults_used),
             "lenient_fills": dict(lenient_fills),
             "field_rejects": dict(field_rejects),
-            # copies: with write-behind the writer thread serialises this
-            # state while the next chunk is already being folded in
-            "checksums": dict(checksums),
+            # Copies: with write-behind the writer thread serialises this
+            # state while the next chunk is already being folded in. The
+            # chunk checksums are folded in by the writer (``fold``): only
+            # the final state, written after the last commit, carries them.
+            **({"checksums": dict(checksums)} if done else {}),
             "defaulted_codes": _codes_state(defaulted_codes),
             "done": done,
         }
+
+    sum_columns = [c for c in plan.stage.checksum_columns if c not in plan.lookups]
+
+    def fold(rows: pd.DataFrame) -> dict[str, Any]:
+        # On the writer thread, one chunk at a time and in order; numpy's MD5
+        # rounds release the GIL, so this overlaps the next chunk's transform.
+        for col in sum_columns:
+            checksums[col] = add(checksums.get(col, [0, 0]), series_checksum(rows[col]))
+        return {"checksums": dict(checksums)}
 
     chunks = source.read_chunks(
         tm.source,
@@ -740,13 +759,15 @@ def _load_table(
         chunk_size=contract.chunk_size,
         upto_key=rng.upto_key,
     )
-    with _ChunkWriter(sink, run_id, table, on_progress, source_rows) as writer:
+    with _ChunkWriter(sink, run_id, table, on_progress, source_rows, fold) as writer:
         for chunk in _guarded(iter(chunks), tm.source):
             if should_cancel is not None and should_cancel():
                 return False
             if chunk.empty:
                 continue
-            res = process_chunk(plan, chunk, run_id=run_id, xctx=xctx, rctx=rctx)
+            res = process_chunk(
+                plan, chunk, run_id=run_id, xctx=xctx, rctx=rctx, checksums=False
+            )
             read += res.read
             loaded += res.loaded
             rejected += res.rejected
@@ -756,8 +777,6 @@ def _load_table(
             defaults_used.update(res.defaults_used)
             lenient_fills.update(res.lenient_fills)
             field_rejects.update(res.field_rejects)
-            for col, cs in res.checksums.items():
-                checksums[col] = add(checksums.get(col, [0, 0]), cs)
             _add_codes(defaulted_codes, res.defaulted_codes)
             cp = Checkpoint(
                 run_id,
