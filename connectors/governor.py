@@ -150,13 +150,23 @@ class Governor:
         """Fire ``cancel`` after the timeout; turn the driver's error into QueryTimeout."""
         timeout = self.timeout_s if timeout_s is None else timeout_s
         state = Deadline()
+        # A timer that fires just as the statement finishes must not cancel
+        # after the block has ended (the caller then closes the cursor and the
+        # connection; a driver cancelling a freed handle can crash the
+        # process). Firing and leaving the block exclude each other; leaving
+        # waits for a cancel already under way.
+        lock = threading.Lock()
+        ended = False
 
         def fire() -> None:
-            state.fired.set()
-            try:
-                cancel()
-            except Exception as exc:  # the server-side limit still applies
-                state.cancel_error = type(exc).__name__
+            with lock:
+                if ended:
+                    return
+                state.fired.set()
+                try:
+                    cancel()
+                except Exception as exc:  # the server-side limit still applies
+                    state.cancel_error = type(exc).__name__
             self._log(
                 "statement_cancelled",
                 logging.WARNING,
@@ -181,6 +191,8 @@ class Governor:
             raise
         finally:
             timer.cancel()
+            with lock:
+                ended = True
         if state.fired.is_set():
             # The driver returned normally after a cancel (e.g. partial result):
             # the result cannot be trusted.

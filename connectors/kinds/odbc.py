@@ -19,6 +19,7 @@ Framework-free: no Django import.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import suppress
 from typing import Any
@@ -102,6 +103,10 @@ class OdbcSource(SqlSource):
         self.family = _family(config.driver or config.dsn or "")
         self.dialect = config.dialect or _DIALECTS.get(self.family)
         self._cursor: Any = None
+        #: Serialises a timeout's cancel (timer thread) with closing the
+        #: cursor (reader thread): SQLCancel on a statement handle being
+        #: freed crashes some drivers (seen with MariaDB's).
+        self._cursor_lock = threading.Lock()
 
     def _schema(self) -> str | None:
         if self.config.schema_:
@@ -205,12 +210,14 @@ class OdbcSource(SqlSource):
             cur.close()
 
     def _cancel(self) -> None:
-        cur = self._cursor
-        if cur is not None:
-            cur.cancel()
+        with self._cursor_lock:
+            cur = self._cursor
+            if cur is not None:
+                cur.cancel()
 
     def _end_transaction(self) -> None:
-        self._cursor = None
+        with self._cursor_lock:
+            self._cursor = None
         super()._end_transaction()
 
     def _execute(
@@ -239,11 +246,12 @@ class OdbcSource(SqlSource):
                 if not rows:
                     break
         finally:
-            self._cursor = None
-            try:
-                cur.close()
-            except Exception:  # noqa: S110 - a cancelled cursor may refuse to close
-                pass
+            with self._cursor_lock:
+                self._cursor = None
+                try:
+                    cur.close()
+                except Exception:  # noqa: S110 - a cancelled cursor may refuse to close
+                    pass
 
     # ----------------------------------------------------------- catalog
 

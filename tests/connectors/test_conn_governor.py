@@ -204,3 +204,34 @@ def test_page_size_and_row_cap(
     assert len(src.query('SELECT * FROM "PA_PatMas"')) == 15
     assert "decision=rows_truncated" in caplog.text
     assert len(src.sample("PA_PatMas", 100)) == 15
+
+
+def test_a_cancel_never_runs_after_the_governed_block_ended() -> None:
+    """A timer firing as the statement finishes must not cancel afterwards.
+
+    After the block the reader closes the cursor; a driver asked to cancel a
+    freed handle can crash the whole process (seen: MariaDB ODBC, SIGSEGV in
+    SQLCancel). Statements here end right around their deadline, hundreds of
+    times; a cancel is allowed during a block, never after it.
+    """
+
+    gov = Governor("gov-race", GovernorPolicy(statement_timeout_s=0.002))
+    late: list[int] = []
+    fired = 0
+    for i in range(300):
+        ended = threading.Event()
+
+        def cancel(i: int = i, ended: threading.Event = ended) -> None:
+            time.sleep(0.001)  # a driver call takes a moment
+            if ended.is_set():
+                late.append(i)
+
+        try:
+            with gov.deadline("race", cancel):
+                time.sleep(0.002)  # ends right around the deadline
+        except QueryTimeout:
+            fired += 1
+        ended.set()
+    time.sleep(0.05)  # any straggling timer thread would have run by now
+    assert late == []
+    assert fired > 0  # the deadline did fire inside some of the blocks
