@@ -387,6 +387,10 @@ def ranges_dispatch(
             heartbeat_at=now,
             stage="ranges",
         )
+        # A queued range's lease is the time by which its task should have
+        # been taken; ``ranges_mark_stale`` re-enqueues it when a stalled run
+        # shows the task was lost (a cluster killed with tasks it had fetched).
+        RunRange.objects.filter(pk__in=queued).update(lease_expires_at=now + _lease())
         for pk in queued:
             transaction.on_commit(lambda pk=pk: _enqueue_range(run_id, pk))
     return max(len(queued), 1)
@@ -406,7 +410,7 @@ def range_claim(*, run_id: int, range_pk: int, worker: str) -> bool:
     )
     if not loading.exists():
         return False
-    return bool(
+    won = bool(
         RunRange.objects.filter(
             Q(state=RangeState.QUEUED)
             | Q(state=RangeState.RUNNING, lease_expires_at__lt=now),
@@ -423,6 +427,21 @@ def range_claim(*, run_id: int, range_pk: int, worker: str) -> bool:
             error="",
         )
     )
+    if won:
+        _renew_loading_run(run_id, now)
+    return won
+
+
+def _renew_loading_run(run_id: int, now: dt.datetime) -> None:
+    """Renew the lease of a run whose ranges are loading (any range's sign of life).
+
+    Range heartbeats renew it too, but only after a heartbeat interval: a
+    run made of ranges shorter than that would otherwise never be renewed and
+    go stale while its workers are busy.
+    """
+    Run.objects.filter(
+        pk=run_id, state=RunState.RUNNING, lease_owner=ranges_token(run_id)
+    ).update(heartbeat_at=now, lease_expires_at=now + _lease())
 
 
 def range_heartbeat(*, run_id: int, range_pk: int, worker: str) -> bool:
@@ -461,6 +480,7 @@ def range_done(
     if not updated:
         return False
     if RunRange.objects.filter(run_id=run_id).exclude(state=RangeState.DONE).exists():
+        _renew_loading_run(run_id, now)
         return False
     with transaction.atomic():
         won = Run.objects.filter(
@@ -535,13 +555,90 @@ def run_claim_finalize(*, run_id: int, worker: str) -> bool:
     )
 
 
+def _a_cluster_is_alive() -> bool:
+    """Return True when the broker reports at least one running q2 cluster."""
+    from django_q.brokers import get_broker
+    from django_q.status import Stat
+
+    try:
+        return bool(Stat.get_all(broker=get_broker()))
+    except Exception:  # unknown: behave as if none (the run then goes stale)
+        return False
+
+
+def _ranges_lost_in_the_queue(cutoff: dt.datetime) -> list[int]:
+    """Re-enqueue queued ranges of stalled runs whose tasks were never taken.
+
+    A q2 cluster fetches tasks ahead of running them; killed, it takes them
+    along and the ranges stay queued for ever. A run is stalled when it has
+    queued ranges past their take-by time and no range running under a live
+    lease: then its queued ranges are enqueued again (a duplicate task is
+    harmless: the claim is one conditional UPDATE) with a new take-by time.
+    """
+    now = timezone.now()
+    again: list[int] = []
+    alive: bool | None = None
+    stalled = (
+        RunRange.objects.filter(
+            state=RangeState.QUEUED,
+            lease_expires_at__lt=cutoff,
+            run__state=RunState.RUNNING,
+        )
+        .values_list("run_id", flat=True)
+        .distinct()
+    )
+    for run_id in list(stalled):
+        busy = RunRange.objects.filter(
+            run_id=run_id, state=RangeState.RUNNING, lease_expires_at__gte=now
+        ).exists()
+        if busy:
+            continue  # the queue is moving: those ranges are only waiting
+        with transaction.atomic():
+            pks = list(
+                RunRange.objects.select_for_update()
+                .filter(
+                    run_id=run_id, state=RangeState.QUEUED, lease_expires_at__lt=cutoff
+                )
+                .values_list("pk", flat=True)
+            )
+            if not pks:
+                continue
+            RunRange.objects.filter(pk__in=pks).update(lease_expires_at=now + _lease())
+            if alive is None:
+                alive = _a_cluster_is_alive()
+            if alive:
+                # Give a live cluster one lease to take them; with none alive
+                # the run's lease runs out and the run goes stale (R4).
+                _renew_loading_run(run_id, now)
+            audit.record(
+                actor="scheduler",
+                action="migration.run.ranges_requeued",
+                target=Run.objects.get(pk=run_id),
+                data={
+                    "ranges": pks,
+                    "why": "queued tasks were not taken",
+                    "run_lease_extended": alive,
+                },
+            )
+            for pk in pks:
+                transaction.on_commit(lambda pk=pk, r=run_id: _enqueue_range(r, pk))
+            again += pks
+    return again
+
+
 def ranges_mark_stale(*, grace_seconds: int = 10) -> list[int]:
     """Re-queue ranges of loading runs whose worker died; return their ids.
 
     The range task is enqueued again and resumes from its own checkpoint.
+    While a cluster is alive to take it, the run's own lease is extended by
+    one lease period, so the run is not failed in the same breath for want of
+    heartbeats (its other ranges may all be done: no one else renews it). If
+    no cluster is alive the lease is left alone and the run goes stale (R4).
     """
     cutoff = timezone.now() - dt.timedelta(seconds=grace_seconds)
     requeued: list[int] = []
+    alive: bool | None = None
+    requeued += _ranges_lost_in_the_queue(cutoff)
     for rr in RunRange.objects.filter(
         state=RangeState.RUNNING,
         lease_expires_at__lt=cutoff,
@@ -552,12 +649,24 @@ def ranges_mark_stale(*, grace_seconds: int = 10) -> list[int]:
                 pk=rr.pk, state=RangeState.RUNNING, lease_expires_at__lt=cutoff
             ).update(state=RangeState.QUEUED, lease_owner="")
             if updated:
+                if alive is None:
+                    alive = _a_cluster_is_alive()
+                if alive:
+                    Run.objects.filter(
+                        pk=rr.run_id,
+                        state=RunState.RUNNING,
+                        lease_owner=ranges_token(rr.run_id),
+                    ).update(lease_expires_at=timezone.now() + _lease())
                 run = Run.objects.get(pk=rr.run_id)
                 audit.record(
                     actor="scheduler",
                     action="migration.run.range_worker_lost",
                     target=run,
-                    data={"range": rr.pk, "lease_owner": rr.lease_owner},
+                    data={
+                        "range": rr.pk,
+                        "lease_owner": rr.lease_owner,
+                        "run_lease_extended": alive,
+                    },
                 )
                 transaction.on_commit(lambda rr=rr: _enqueue_range(rr.run_id, rr.pk))
                 requeued.append(rr.pk)

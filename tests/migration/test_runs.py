@@ -264,3 +264,67 @@ def test_a_redelivered_task_for_a_finished_run_does_nothing(
     before = _target_count(wiring["target_path"], "patient")
     assert run_execute(run.pk) == "not claimed"
     assert _target_count(wiring["target_path"], "patient") == before
+
+
+def _range_tasks(callbacks: list[Any]) -> list[Any]:
+    """The on-commit callbacks that enqueue range tasks (not audit exports)."""
+    return [c for c in callbacks if "_ranges_lost_in_the_queue" in c.__qualname__]
+
+
+def test_a_stalled_scaled_out_run_gets_its_lost_range_tasks_again(
+    wiring: dict[str, Any],
+    dm_engineer: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """Queued ranges whose tasks a killed cluster took along are enqueued again.
+
+    Only when the run is stalled (nothing running under a live lease): while
+    a range runs, queued ranges are just waiting their turn.
+    """
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from migration.models import RangeState, RunRange
+    from migration.services.runs import ranges_mark_stale, ranges_token
+
+    run = run_start(
+        actor=dm_engineer,
+        contract=wiring["contract"],
+        source=wiring["source"],
+        target=wiring["target"],
+        enqueue=False,
+    )
+    now = timezone.now()
+    lease = now + dt.timedelta(seconds=60)
+    Run.objects.filter(pk=run.pk).update(
+        state=RunState.RUNNING, lease_owner=ranges_token(run.pk), lease_expires_at=lease
+    )
+    lost = RunRange.objects.create(
+        run=run, target_table="patient", range_id="r00001", order=1,
+        state=RangeState.QUEUED, lease_expires_at=now - dt.timedelta(minutes=5),
+    )  # fmt: skip
+    busy = RunRange.objects.create(
+        run=run, target_table="patient", range_id="r00000", order=0,
+        state=RangeState.RUNNING, lease_owner="w1", lease_expires_at=lease,
+    )  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=False) as enqueued:
+        assert ranges_mark_stale(grace_seconds=10) == []
+    assert _range_tasks(enqueued) == []  # the queue is moving
+    RunRange.objects.filter(pk=busy.pk).update(state=RangeState.DONE)
+    with django_capture_on_commit_callbacks(execute=False) as enqueued:
+        assert ranges_mark_stale(grace_seconds=10) == [lost.pk]
+    assert len(_range_tasks(enqueued)) == 1  # its task, once more
+    lost.refresh_from_db()
+    assert lost.state == RangeState.QUEUED and lost.lease_expires_at > now
+    event = AuditEvent.objects.filter(action="migration.run.ranges_requeued").get()
+    assert event.target_id == str(run.pk) and event.data["ranges"] == [lost.pk]
+    # No q2 cluster is alive here: the run's lease is not extended, so a run
+    # whose every worker died still goes stale in time (R4).
+    assert event.data["run_lease_extended"] is False
+    run.refresh_from_db()
+    assert run.lease_expires_at == lease
+    # Within its new take-by time it is not enqueued again.
+    with django_capture_on_commit_callbacks(execute=False) as enqueued:
+        assert ranges_mark_stale(grace_seconds=10) == []
+    assert _range_tasks(enqueued) == []

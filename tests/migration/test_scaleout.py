@@ -164,7 +164,9 @@ def test_parallel_ranges_inline_publish_what_one_worker_publishes(
 # --- two real clusters on one Redis ------------------------------------------------
 
 
-def _env(tmp_path: Path, qname: str, redis_db: int) -> dict[str, str]:
+def _env(
+    tmp_path: Path, qname: str, redis_db: int, lease: int = 20, heartbeat: int = 2
+) -> dict[str, str]:
     db = connection.settings_dict
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PAS_", "DJANGO_"))}
     env.update(
@@ -176,8 +178,8 @@ def _env(tmp_path: Path, qname: str, redis_db: int) -> dict[str, str]:
         PAS_AUDIT_HEAD_FILE=str(settings.PAS_AUDIT_HEAD_FILE),
         PAS_REDIS_URL=f"redis://127.0.0.1:6379/{redis_db}",
         PAS_Q_NAME=qname,
-        PAS_RUN_LEASE_SECONDS="20",
-        PAS_HEARTBEAT_SECONDS="2",
+        PAS_RUN_LEASE_SECONDS=str(lease),
+        PAS_HEARTBEAT_SECONDS=str(heartbeat),
         PAS_Q_WORKERS="1",
         PAS_Q_TIMEOUT="600",
         PAS_Q_RETRY="700",
@@ -199,24 +201,10 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
             continue
 
 
-@pytest.mark.slow
-def test_two_clusters_share_the_ranges_of_one_run(
-    transactional_db: Any,
-    project: Any,
-    dm_engineer: Any,
-    tmp_path: Path,
-    schemas: list[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import redis
-    from django_q.conf import Conf
-
-    redis_db = 11
-    qname = f"scaleout-{uuid.uuid4().hex[:6]}"
-    r = redis.Redis.from_url(f"redis://127.0.0.1:6379/{redis_db}")
-    r.flushdb()
-    source, contract = _wiring(project, tmp_path, 30_000, 17)
-    # The single-process reference, inline.
+def _reference(
+    project: Any, dm_engineer: Any, source: Any, contract: Any, schemas: list[str]
+) -> Run:
+    """The single-process reference run, inline."""
     ref = run_start(
         actor=dm_engineer,
         contract=contract,
@@ -229,8 +217,15 @@ def test_two_clusters_share_the_ranges_of_one_run(
     run_execute(ref.pk)
     ref.refresh_from_db()
     assert ref.state == RunState.SUCCEEDED, ref.error
+    return ref
 
-    # The test process enqueues to the same Redis list the clusters read.
+
+def _route_to_clusters(
+    monkeypatch: pytest.MonkeyPatch, qname: str, redis_db: int
+) -> None:
+    """Make this test process enqueue to the Redis list the clusters read."""
+    from django_q.conf import Conf
+
     monkeypatch.setattr(Conf, "SYNC", False)
     monkeypatch.setattr(Conf, "REDIS", f"redis://127.0.0.1:6379/{redis_db}")
     # django-q2 salts the payload signature with the cluster name (PREFIX): the
@@ -242,19 +237,41 @@ def test_two_clusters_share_the_ranges_of_one_run(
     broker = RedisBroker(list_key=qname)  # the clusters' list: django_q:<name>:q
     monkeypatch.setattr("django_q.tasks.get_broker", lambda *a, **k: broker)
 
+
+def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+@pytest.mark.slow
+def test_two_clusters_share_the_ranges_of_one_run(
+    transactional_db: Any,
+    project: Any,
+    dm_engineer: Any,
+    tmp_path: Path,
+    schemas: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import redis
+
+    redis_db = 11
+    qname = f"scaleout-{uuid.uuid4().hex[:6]}"
+    r = redis.Redis.from_url(f"redis://127.0.0.1:6379/{redis_db}")
+    r.flushdb()
+    source, contract = _wiring(project, tmp_path, 30_000, 17)
+    ref = _reference(project, dm_engineer, source, contract, schemas)
+
+    # The test process enqueues to the same Redis list the clusters read.
+    _route_to_clusters(monkeypatch, qname, redis_db)
     env = _env(tmp_path, qname, redis_db)
     logs = [tmp_path / f"cluster-{i}.log" for i in range(2)]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"],
-            cwd=ROOT,
-            env=env,
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        for log in logs
-    ]
+    procs = [_spawn(["qcluster"], env, log) for log in logs]
     try:
         run = run_start(
             actor=dm_engineer,
@@ -283,4 +300,92 @@ def test_two_clusters_share_the_ranges_of_one_run(
     assert len(ranges) > 6 and {x.state for x in ranges} == {RangeState.DONE}
     pids = {x.worker.split(":")[2] for x in ranges}
     assert len(pids) >= 2, pids  # both clusters loaded ranges
+    assert outcome(run) == outcome(ref)
+
+
+@pytest.mark.slow
+@pytest.mark.chaos
+def test_a_cluster_killed_mid_range_hands_its_range_to_the_other(
+    transactional_db: Any,
+    project: Any,
+    dm_engineer: Any,
+    tmp_path: Path,
+    schemas: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SIGKILL one of two clusters while it loads a range of a scaled-out run.
+
+    The range's lease expires, ``run_monitor`` re-queues it, the surviving
+    cluster resumes it from the range's own checkpoint, and the run publishes
+    exactly what a single-process run of the same contract publishes.
+    """
+    import redis
+
+    from governance.models import AuditEvent
+
+    redis_db = 12
+    qname = f"scalekill-{uuid.uuid4().hex[:6]}"
+    r = redis.Redis.from_url(f"redis://127.0.0.1:6379/{redis_db}")
+    r.flushdb()
+    source, contract = _wiring(project, tmp_path, 30_000, 19)
+    ref = _reference(project, dm_engineer, source, contract, schemas)
+    _route_to_clusters(monkeypatch, qname, redis_db)
+    env = _env(tmp_path, qname, redis_db, lease=6, heartbeat=1)
+    logs = [tmp_path / f"cluster-{i}.log" for i in range(2)]
+    procs = [_spawn(["qcluster"], env, log) for log in logs]
+    monitor = _spawn(
+        ["run_monitor", "--interval", "1", "--grace", "2"], env, tmp_path / "mon.log"
+    )
+    killed: RunRange | None = None
+    try:
+        run = run_start(
+            actor=dm_engineer,
+            contract=contract,
+            source=source,
+            target=_target(project, schemas, "scaled"),
+            enqueue=False,
+        )
+        Run.objects.filter(pk=run.pk).update(parallel_ranges=6)
+        from migration.services.runs import _enqueue
+
+        _enqueue(run.pk)
+        groups = {p.pid for p in procs}
+        started = time.monotonic()
+        # Kill the cluster whose worker holds a range of the big tables.
+        while killed is None and time.monotonic() - started < 120:
+            for rr in RunRange.objects.filter(
+                run=run, state=RangeState.RUNNING, target_table="outpatient_appointment"
+            ):
+                pid = int(rr.worker.split(":")[2])
+                try:
+                    group = os.getpgid(pid)
+                except ProcessLookupError:
+                    continue
+                if group in groups:
+                    os.killpg(group, signal.SIGKILL)
+                    killed = rr
+                    break
+            time.sleep(0.05)
+        assert killed is not None, "no range was seen running"
+        while time.monotonic() - started < 240:
+            run.refresh_from_db()
+            if run.state not in (RunState.QUEUED, RunState.RUNNING):
+                break
+            time.sleep(0.5)
+        tails = "\n".join(
+            p.read_text(errors="replace")[-1500:] for p in [*logs, tmp_path / "mon.log"]
+        )
+        assert run.state == RunState.SUCCEEDED, (run.state, run.error, tails)
+    finally:
+        for p in [*procs, monitor]:
+            _kill_group(p)
+        r.flushdb()
+    redone = RunRange.objects.get(pk=killed.pk)
+    assert redone.state == RangeState.DONE and redone.attempts >= 2
+    assert redone.worker != killed.worker  # finished by the surviving cluster
+    assert AuditEvent.objects.filter(
+        action="migration.run.range_worker_lost", target_id=str(run.pk)
+    ).exists()
+    # Nothing lost, nothing duplicated: the same rows, keys, checksums, ledger
+    # and rejects as the single-process run.
     assert outcome(run) == outcome(ref)
