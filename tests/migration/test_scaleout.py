@@ -389,3 +389,78 @@ def test_a_cluster_killed_mid_range_hands_its_range_to_the_other(
     # Nothing lost, nothing duplicated: the same rows, keys, checksums, ledger
     # and rejects as the single-process run.
     assert outcome(run) == outcome(ref)
+
+
+@pytest.mark.slow
+def test_cancel_stops_both_clusters_and_a_resume_finishes_exactly(
+    transactional_db: Any,
+    project: Any,
+    dm_engineer: Any,
+    tmp_path: Path,
+    schemas: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Cancel a scaled-out run while two clusters load it, then resume it.
+
+    Every range worker stops at its next chunk, no range is left running, the
+    run ends ``cancelled``; resumed, it continues from the ranges' checkpoints
+    and publishes exactly the single-process result.
+    """
+    import redis
+
+    from migration.services.runs import run_cancel, run_resume
+
+    redis_db = 13
+    qname = f"scalecancel-{uuid.uuid4().hex[:6]}"
+    r = redis.Redis.from_url(f"redis://127.0.0.1:6379/{redis_db}")
+    r.flushdb()
+    source, contract = _wiring(project, tmp_path, 30_000, 23)
+    ref = _reference(project, dm_engineer, source, contract, schemas)
+    _route_to_clusters(monkeypatch, qname, redis_db)
+    env = _env(tmp_path, qname, redis_db, lease=6, heartbeat=1)
+    logs = [tmp_path / f"cluster-{i}.log" for i in range(2)]
+    procs = [_spawn(["qcluster"], env, log) for log in logs]
+
+    def wait_for(run: Run, states: set[str], seconds: float) -> None:
+        started = time.monotonic()
+        while time.monotonic() - started < seconds:
+            run.refresh_from_db()
+            if run.state in states:
+                return
+            time.sleep(0.2)
+        tails = "\n".join(p.read_text(errors="replace")[-1500:] for p in logs)
+        raise AssertionError((run.state, run.error, tails))
+
+    try:
+        run = run_start(
+            actor=dm_engineer,
+            contract=contract,
+            source=source,
+            target=_target(project, schemas, "scaled"),
+            enqueue=False,
+        )
+        Run.objects.filter(pk=run.pk).update(parallel_ranges=6)
+        from migration.services.runs import _enqueue
+
+        _enqueue(run.pk)
+        started = time.monotonic()
+        while time.monotonic() - started < 120:
+            if RunRange.objects.filter(run=run, state=RangeState.DONE).count() >= 3:
+                break
+            time.sleep(0.05)
+        run.refresh_from_db()
+        assert run.state == RunState.RUNNING, (run.state, run.error)
+        run_cancel(actor=dm_engineer, run=run)
+        wait_for(run, {RunState.CANCELLED, RunState.FAILED, RunState.SUCCEEDED}, 60)
+        assert run.state == RunState.CANCELLED, (run.state, run.error)
+        ranges = RunRange.objects.filter(run=run)
+        assert not ranges.filter(state=RangeState.RUNNING).exists()
+        assert ranges.exclude(state=RangeState.DONE).exists()  # it did stop early
+        run_resume(actor=dm_engineer, run=run)
+        wait_for(run, {RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED}, 120)
+        assert run.state == RunState.SUCCEEDED, (run.state, run.error)
+    finally:
+        for p in procs:
+            _kill_group(p)
+        r.flushdb()
+    assert outcome(run) == outcome(ref)
