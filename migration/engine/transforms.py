@@ -19,6 +19,11 @@ from migration.engine.crosswalk import Crosswalk
 from migration.engine.errors import ContractError
 
 TEXT = "string[pyarrow]"
+
+#: Python's ``\s`` spelt out as literal characters: the same matches, but a
+#: pattern pyarrow's RE2 runs in C++ (pandas falls back to a Python call per
+#: value for ``\s``, whose RE2 meaning is ASCII-only).
+WHITESPACE = "".join(chr(c) for c in range(0x3001) if chr(c).isspace())
 HOROLOG_EPOCH = np.datetime64("1840-12-31", "D")
 #: $HOROLOG day numbers beyond this are not dates (year > 9999).
 HOROLOG_MAX = 2_980_000
@@ -282,14 +287,16 @@ def to_integer(
 @register("nhs_number_normalise")
 def nhs_number_normalise(values: pd.Series, *, ctx: TransformContext) -> StepResult:
     """Return NHS numbers without spaces or hyphens (validity is a rule, not this)."""
-    text = as_text(values).str.replace(r"[\s\-]", "", regex=True)
+    text = as_text(values).str.replace(f"[{WHITESPACE}\\-]", "", regex=True)
     return StepResult(_blank_to_na(text))
 
 
 @register("postcode_normalise")
 def postcode_normalise(values: pd.Series, *, ctx: TransformContext) -> StepResult:
     """Return postcodes upper-cased with one space before the inward code."""
-    text = _blank_to_na(as_text(values).str.upper().str.replace(r"\s", "", regex=True))
+    text = _blank_to_na(
+        as_text(values).str.upper().str.replace(f"[{WHITESPACE}]", "", regex=True)
+    )
     spaced = text.str.slice(0, -3) + " " + text.str.slice(-3)
     return StepResult(spaced.where(text.str.len() >= 5, text).astype(TEXT))
 

@@ -172,3 +172,20 @@ def test_crosswalk_validation() -> None:
         )
     with pytest.raises(ContractError, match="no national code"):
         Crosswalk("A", "1", "s", "1", (CrosswalkEntry("M", None, "equal"),))
+
+
+def test_normalisers_strip_every_character_pythons_whitespace_class_matches() -> None:
+    """The literal whitespace class (run by pyarrow) means what ``\\s`` means."""
+    import re
+
+    everything = "".join(chr(c) for c in range(0x3001) if re.match(r"\s", chr(c)))
+    assert set(everything) == set(T.WHITESPACE)
+    ctx = T.TransformContext()
+    nhs = pd.Series([f"943{everything}476-5919"], dtype="string[pyarrow]")
+    assert T.REGISTRY["nhs_number_normalise"].fn(nhs, ctx=ctx).values.tolist() == [
+        "9434765919"
+    ]
+    pc = pd.Series([f"ls1{everything}4ap"], dtype="string[pyarrow]")
+    assert T.REGISTRY["postcode_normalise"].fn(pc, ctx=ctx).values.tolist() == [
+        "LS1 4AP"
+    ]
