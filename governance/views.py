@@ -182,12 +182,13 @@ def waiver_request_view(
     return redirect(to)
 
 
-@login_required
-@require_POST
-def waiver_approve_view(
+def _waiver_post(
     request: HtmxHttpRequest, project_id: int, waiver_id: int
-) -> HttpResponse:
-    """Approve a pending waiver (four eyes: not one's own request)."""
+) -> tuple[Waiver, str]:
+    """Return the waiver a POST acts on (404 outside the project) and where to go next.
+
+    ``next`` is followed only inside the project's own pages.
+    """
     project = page_project(request, project_id)
     waiver = access_object(
         request.user, Waiver.objects.filter(project=project), waiver_id
@@ -195,6 +196,16 @@ def waiver_approve_view(
     to = request.POST.get("next", "")
     if not to.startswith(f"/projects/{project.pk}/"):
         to = reverse("governance:audit-list", args=[project.pk])
+    return waiver, to
+
+
+@login_required
+@require_POST
+def waiver_approve_view(
+    request: HtmxHttpRequest, project_id: int, waiver_id: int
+) -> HttpResponse:
+    """Approve a pending waiver (four eyes: not one's own request)."""
+    waiver, to = _waiver_post(request, project_id, waiver_id)
     try:
         waiver_approve(actor=request.user, waiver=waiver)
     except Refused as exc:
@@ -209,13 +220,7 @@ def waiver_revoke_view(
     request: HtmxHttpRequest, project_id: int, waiver_id: int
 ) -> HttpResponse:
     """Withdraw a waiver before it expires (with a reason)."""
-    project = page_project(request, project_id)
-    waiver = access_object(
-        request.user, Waiver.objects.filter(project=project), waiver_id
-    )
-    to = request.POST.get("next", "")
-    if not to.startswith(f"/projects/{project.pk}/"):
-        to = reverse("governance:audit-list", args=[project.pk])
+    waiver, to = _waiver_post(request, project_id, waiver_id)
     try:
         waiver_revoke(
             actor=request.user,

@@ -249,6 +249,44 @@ def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
     )
 
 
+def _start_scaled(
+    project: Any,
+    dm_engineer: Any,
+    source: Any,
+    contract: Any,
+    schemas: list[str],
+    ranges: int = 6,
+) -> Run:
+    """Start a run split into up to ``ranges`` key ranges, queued to the clusters."""
+    from migration.services.runs import _enqueue
+
+    run = run_start(
+        actor=dm_engineer,
+        contract=contract,
+        source=source,
+        target=_target(project, schemas, "scaled"),
+        enqueue=False,
+    )
+    Run.objects.filter(pk=run.pk).update(parallel_ranges=ranges)
+    _enqueue(run.pk)
+    return run
+
+
+def _wait_state(run: Run, states: set[str], seconds: float, logs: list[Path]) -> None:
+    """Wait until ``run`` is in one of ``states``; fail with the process logs."""
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        run.refresh_from_db()
+        if run.state in states:
+            return
+        time.sleep(0.2)
+    tails = "\n".join(p.read_text(errors="replace")[-1500:] for p in logs)
+    raise AssertionError((run.state, run.error, tails))
+
+
+ENDED = {RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED}
+
+
 @pytest.mark.slow
 def test_two_clusters_share_the_ranges_of_one_run(
     transactional_db: Any,
@@ -273,25 +311,9 @@ def test_two_clusters_share_the_ranges_of_one_run(
     logs = [tmp_path / f"cluster-{i}.log" for i in range(2)]
     procs = [_spawn(["qcluster"], env, log) for log in logs]
     try:
-        run = run_start(
-            actor=dm_engineer,
-            contract=contract,
-            source=source,
-            target=_target(project, schemas, "scaled"),
-            enqueue=False,
-        )
-        Run.objects.filter(pk=run.pk).update(parallel_ranges=6)
-        from migration.services.runs import _enqueue
-
-        _enqueue(run.pk)
-        started = time.monotonic()
-        while time.monotonic() - started < 150:
-            run.refresh_from_db()
-            if run.state not in (RunState.QUEUED, RunState.RUNNING):
-                break
-            time.sleep(0.5)
-        tails = "\n".join(log.read_text(errors="replace")[-1500:] for log in logs)
-        assert run.state == RunState.SUCCEEDED, (run.state, run.error, tails)
+        run = _start_scaled(project, dm_engineer, source, contract, schemas)
+        _wait_state(run, ENDED, 150, logs)
+        assert run.state == RunState.SUCCEEDED, (run.state, run.error)
     finally:
         for p in procs:
             _kill_group(p)
@@ -338,17 +360,7 @@ def test_a_cluster_killed_mid_range_hands_its_range_to_the_other(
     )
     killed: RunRange | None = None
     try:
-        run = run_start(
-            actor=dm_engineer,
-            contract=contract,
-            source=source,
-            target=_target(project, schemas, "scaled"),
-            enqueue=False,
-        )
-        Run.objects.filter(pk=run.pk).update(parallel_ranges=6)
-        from migration.services.runs import _enqueue
-
-        _enqueue(run.pk)
+        run = _start_scaled(project, dm_engineer, source, contract, schemas)
         groups = {p.pid for p in procs}
         started = time.monotonic()
         # Kill the cluster whose worker holds a range of the big tables.
@@ -367,15 +379,8 @@ def test_a_cluster_killed_mid_range_hands_its_range_to_the_other(
                     break
             time.sleep(0.05)
         assert killed is not None, "no range was seen running"
-        while time.monotonic() - started < 240:
-            run.refresh_from_db()
-            if run.state not in (RunState.QUEUED, RunState.RUNNING):
-                break
-            time.sleep(0.5)
-        tails = "\n".join(
-            p.read_text(errors="replace")[-1500:] for p in [*logs, tmp_path / "mon.log"]
-        )
-        assert run.state == RunState.SUCCEEDED, (run.state, run.error, tails)
+        _wait_state(run, ENDED, 240, [*logs, tmp_path / "mon.log"])
+        assert run.state == RunState.SUCCEEDED, (run.state, run.error)
     finally:
         for p in [*procs, monitor]:
             _kill_group(p)
@@ -421,28 +426,8 @@ def test_cancel_stops_both_clusters_and_a_resume_finishes_exactly(
     logs = [tmp_path / f"cluster-{i}.log" for i in range(2)]
     procs = [_spawn(["qcluster"], env, log) for log in logs]
 
-    def wait_for(run: Run, states: set[str], seconds: float) -> None:
-        started = time.monotonic()
-        while time.monotonic() - started < seconds:
-            run.refresh_from_db()
-            if run.state in states:
-                return
-            time.sleep(0.2)
-        tails = "\n".join(p.read_text(errors="replace")[-1500:] for p in logs)
-        raise AssertionError((run.state, run.error, tails))
-
     try:
-        run = run_start(
-            actor=dm_engineer,
-            contract=contract,
-            source=source,
-            target=_target(project, schemas, "scaled"),
-            enqueue=False,
-        )
-        Run.objects.filter(pk=run.pk).update(parallel_ranges=6)
-        from migration.services.runs import _enqueue
-
-        _enqueue(run.pk)
+        run = _start_scaled(project, dm_engineer, source, contract, schemas)
         started = time.monotonic()
         while time.monotonic() - started < 120:
             if RunRange.objects.filter(run=run, state=RangeState.DONE).count() >= 3:
@@ -451,13 +436,13 @@ def test_cancel_stops_both_clusters_and_a_resume_finishes_exactly(
         run.refresh_from_db()
         assert run.state == RunState.RUNNING, (run.state, run.error)
         run_cancel(actor=dm_engineer, run=run)
-        wait_for(run, {RunState.CANCELLED, RunState.FAILED, RunState.SUCCEEDED}, 60)
+        _wait_state(run, ENDED, 60, logs)
         assert run.state == RunState.CANCELLED, (run.state, run.error)
         ranges = RunRange.objects.filter(run=run)
         assert not ranges.filter(state=RangeState.RUNNING).exists()
         assert ranges.exclude(state=RangeState.DONE).exists()  # it did stop early
         run_resume(actor=dm_engineer, run=run)
-        wait_for(run, {RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED}, 120)
+        _wait_state(run, ENDED, 120, logs)
         assert run.state == RunState.SUCCEEDED, (run.state, run.error)
     finally:
         for p in procs:
