@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
-from migration.engine.checksums import series_checksum
 from migration.engine.codesystems import code_system
 from migration.engine.contract import Contract, TableMapping
 from migration.engine.ports import (
@@ -268,7 +267,6 @@ class ChunkResult:
     defaults_used: Counter[str]
     lenient_fills: Counter[str]
     field_rejects: Counter[str]
-    checksums: dict[str, tuple[int, int]]
     #: crosswalk id -> local codes a lenient lookup filled with its default
     defaulted_codes: dict[str, Counter[str]] = field(default_factory=dict)
 
@@ -334,14 +332,12 @@ def process_chunk(
     run_id: str,
     xctx: TransformContext,
     rctx: RuleContext,
-    checksums: bool = True,
 ) -> ChunkResult:
     """Return the staged rows, rejects and counters of one source chunk.
 
-    ``checksums=False`` leaves ``ChunkResult.checksums`` empty: the runner
-    computes them from the staged rows on its writer thread instead.
+    Column checksums of the staged rows are not computed here: the runner
+    folds them in on its writer thread, just before each commit.
     """
-    want_checksums = checksums
     tm = plan.mapping
     chunk = chunk.reset_index(drop=True)
     n = len(chunk)
@@ -456,15 +452,12 @@ def process_chunk(
     keys = as_text(chunk[tm.key])
 
     rows = pd.DataFrame(index=index[ok])
-    sums: dict[str, tuple[int, int]] = {}
     for f in plan.target.fields:
         if f.name in plan.lookups:
             rows[f.name] = pd.Series(pd.NA, index=rows.index, dtype=TEXT)
             continue
         w = wire(df[f.name][ok], f.sql_type)
         rows[f.name] = w
-        if want_checksums and f.name in plan.stage.checksum_columns:
-            sums[f.name] = series_checksum(w)
     rows["_source_table"] = pd.Series(tm.source, index=rows.index, dtype=TEXT)
     rows["_source_key"] = keys[ok]
     rows["_run_id"] = pd.Series(run_id, index=rows.index, dtype=TEXT)
@@ -516,6 +509,5 @@ def process_chunk(
         defaults_used=defaults_used,
         lenient_fills=lenient_fills,
         field_rejects=field_rejects,
-        checksums=sums,
         defaulted_codes=defaulted_codes,
     )

@@ -765,9 +765,7 @@ def _load_table(
                 return False
             if chunk.empty:
                 continue
-            res = process_chunk(
-                plan, chunk, run_id=run_id, xctx=xctx, rctx=rctx, checksums=False
-            )
+            res = process_chunk(plan, chunk, run_id=run_id, xctx=xctx, rctx=rctx)
             read += res.read
             loaded += res.loaded
             rejected += res.rejected
