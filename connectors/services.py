@@ -263,20 +263,15 @@ def connector_check(*, actor: Any, connector: Connector) -> ConnectorHealth:
     try:
         source = connector_open(connector)
         try:
-            result = source.check()
+            # A source must be SELECT-only, a target must be able to write.
+            if connector.role == ConnectorRole.TARGET:
+                result = source.check_target()
+            else:
+                result = source.check()
         finally:
             source.close()
         ok, can_write = result.ok, result.can_write
-        problems = list(result.problems)
-        if connector.role == ConnectorRole.TARGET:
-            # A target must be able to write; "can write" is a source's problem.
-            problems = [p for p in problems if "SELECT-only account" not in p]
-            if ok and can_write is False:
-                problems.append(
-                    "the account cannot write: a target needs CREATE on its "
-                    "schema (or on the database, to create the schema)"
-                )
-        message = "; ".join(problems)
+        message = "; ".join(result.problems)
         details = {
             "server": result.server,
             "reachable": result.reachable,
@@ -291,7 +286,7 @@ def connector_check(*, actor: Any, connector: Connector) -> ConnectorHealth:
     message = scrub(message)
     if not ok:
         status = HealthStatus.DOWN
-    elif message or (can_write and connector.role != ConnectorRole.TARGET):
+    elif message:
         status = HealthStatus.DEGRADED
     else:
         status = HealthStatus.OK

@@ -18,7 +18,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import pandas as pd
@@ -558,6 +558,23 @@ class SqlSource(ABC):
             latency_ms=round((time.monotonic() - t0) * 1000, 1),
             problems=tuple(problems),
         )
+
+    def check_target(self) -> CheckResult:
+        """Return the check of this connector used as a target.
+
+        A source must be SELECT-only; a target must be able to write (the
+        first run creates its schema and tables, so their absence is fine).
+        """
+        res = self.check()
+        if not res.ok:
+            return res
+        problems = []
+        if res.can_write is False:
+            problems.append(
+                "the account cannot write: a target needs CREATE on its schema "
+                "(or on the database, to create the schema)"
+            )
+        return replace(res, problems=tuple(problems))
 
     def discover(self) -> list[TableInfo]:
         """Return tables, columns, types, keys and exact row counts."""

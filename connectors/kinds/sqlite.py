@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import os
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -15,7 +16,7 @@ from urllib.parse import quote
 from pydantic import Field
 
 from connectors.kinds import register
-from connectors.kinds.base import KindConfig, SqlSource
+from connectors.kinds.base import CheckResult, KindConfig, SqlSource
 from migration.engine.errors import TerminalError
 from migration.engine.ports import ColumnInfo, ForeignKey, TableInfo
 
@@ -82,6 +83,38 @@ class SqliteSource(SqlSource):
         if res.ok:
             res.details["file_writable"] = os.access(self.config.path, os.W_OK)
         return res
+
+    def check_target(self) -> CheckResult:
+        """Check the file as a target: writable, or creatable by the first run.
+
+        Checks read through a read-only connection, so the account question
+        is the file's (or, before the first run, its folder's) permission.
+        """
+        path = Path(self.config.path)
+        writable = os.access(path if path.exists() else path.parent, os.W_OK)
+        if path.exists():
+            res = self.check()
+            if not res.ok:
+                return res
+        else:
+            res = CheckResult(
+                connector=self.name,
+                kind=self.kind,
+                ok=path.parent.is_dir(),
+                reachable=path.parent.is_dir(),
+                authenticated=True,
+                can_write=None,
+                read_only_session=False,
+                server="SQLite (the first run creates the file)",
+            )
+            if not res.ok:
+                return replace(
+                    res, problems=(f"no folder {str(path.parent)!r} for the target",)
+                )
+        problems = (
+            () if writable else ("the target file or its folder is not writable",)
+        )
+        return replace(res, can_write=writable, problems=problems)
 
     def _discover(self) -> list[TableInfo]:
         names = self._run(

@@ -194,3 +194,33 @@ def test_health_judges_a_target_by_what_a_target_needs(project: Any) -> None:
     health = services.connector_check(actor="tests", connector=source)
     assert health.status == HealthStatus.DEGRADED
     assert "SELECT-only" in health.message
+
+
+def test_a_sqlite_target_is_healthy_before_and_after_its_first_run(
+    project: Any, tmp_path: Path
+) -> None:
+    """The embedded target: a file the first run creates, then writes."""
+    import sqlite3
+
+    from connectors import services
+    from connectors.models import HealthStatus
+
+    path = tmp_path / "target.sqlite3"
+    target = services.connector_create(
+        actor="tests", project=project, name="tgt", kind="sqlite", role="target",
+        config={"path": str(path)},
+    )  # fmt: skip
+    health = services.connector_check(actor="tests", connector=target)
+    assert health.status == HealthStatus.OK, health.message
+    assert health.read_only is False
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE patient (pas_number TEXT)")
+    health = services.connector_check(actor="tests", connector=target)
+    assert health.status == HealthStatus.OK, health.message
+    # A target whose folder does not exist cannot be created: down, named.
+    missing = services.connector_create(
+        actor="tests", project=project, name="nowhere", kind="sqlite", role="target",
+        config={"path": str(tmp_path / "no" / "such" / "t.sqlite3")},
+    )  # fmt: skip
+    health = services.connector_check(actor="tests", connector=missing)
+    assert health.status == HealthStatus.DOWN and "no folder" in health.message
