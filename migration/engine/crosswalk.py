@@ -6,7 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
+import pyarrow.compute as pc  # type: ignore[import-untyped, unused-ignore]
 
+from migration.engine.arrowtext import arrow_text, mask_series, text_series
 from migration.engine.errors import ContractError
 
 #: Equivalence grades (after FHIR ConceptMap): how well the local concept fits.
@@ -45,6 +48,8 @@ class Crosswalk:
     _map: dict[str, str | None] = field(
         default_factory=dict, compare=False, repr=False, hash=False
     )
+    _locals: Any = field(default=None, init=False, compare=False, repr=False)
+    _nationals: Any = field(default=None, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for e in self.entries:
@@ -63,8 +68,13 @@ class Crosswalk:
             mapping[e.local] = (
                 self.default if e.equivalence == "unmatched" else e.national
             )
-        # A cache derived from ``entries``; excluded from equality and JSON.
+        # Caches derived from ``entries``; excluded from equality and JSON.
         object.__setattr__(self, "_map", mapping)
+        # The same table as two aligned Arrow arrays, for lookups in C++.
+        object.__setattr__(self, "_locals", pa.array(list(mapping), pa.large_string()))
+        object.__setattr__(
+            self, "_nationals", pa.array(list(mapping.values()), pa.large_string())
+        )
 
     @property
     def ref(self) -> str:
@@ -86,9 +96,13 @@ class Crosswalk:
         """
         if mode not in MODES:
             raise ContractError(f"crosswalk mode must be strict or lenient: {mode}")
-        present = values.notna()
-        mapped = values.map(self._map).astype("string[pyarrow]")
-        miss = present & ~values.isin(list(self._map.keys())).fillna(False)
+        # Vectorised in Arrow: the position of each value among the local
+        # codes (null for a NULL or a code not in the table), then the
+        # national code at that position.
+        text = arrow_text(values)
+        pos = pc.index_in(text, value_set=self._locals)
+        mapped = text_series(pc.take(self._nationals, pos), values.index)
+        miss = mask_series(pc.and_(pc.is_valid(text), pc.is_null(pos)), values.index)
         filled = 0
         defaulted: dict[str, int] = {}
         if mode == "lenient" and self.default is not None:

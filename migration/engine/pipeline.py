@@ -13,7 +13,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
+import pyarrow.compute as pc  # type: ignore[import-untyped, unused-ignore]
 
+from migration.engine.arrowtext import (
+    TEXT,
+    arrow_text,
+    blank,
+    mask_series,
+    text_series,
+)
 from migration.engine.codesystems import code_system
 from migration.engine.contract import Contract, TableMapping
 from migration.engine.ports import (
@@ -26,7 +35,6 @@ from migration.engine.ports import (
 from migration.engine.rules import RowCheck, RuleContext, StagedCheck, rule_pack
 from migration.engine.targets import PROVENANCE_COLUMNS, TargetTable
 from migration.engine.transforms import (
-    TEXT,
     TransformContext,
     apply_chain,
     as_text,
@@ -302,10 +310,13 @@ def _coerce(
 
 def wire(values: pd.Series, sql_type: str) -> pd.Series:
     """Return the canonical text/int form the sinks receive for ``sql_type``."""
-    if sql_type == "DATE":
-        return values.dt.strftime("%Y-%m-%d").astype(TEXT)
-    if sql_type == "TIMESTAMP":
-        return values.dt.strftime("%Y-%m-%d %H:%M:%S").astype(TEXT)
+    if sql_type in ("DATE", "TIMESTAMP"):
+        # Arrow's casts print ISO forms, YYYY-MM-DD and YYYY-MM-DD HH:MM:SS
+        # at second resolution (as strftime would, 20x faster).
+        stamps = pa.array(values.astype("datetime64[s]"), pa.timestamp("s"))
+        if sql_type == "DATE":
+            stamps = stamps.cast(pa.date32())
+        return text_series(stamps.cast(pa.string()), values.index)
     if sql_type in ("BIGINT", "INTEGER"):
         return values.astype("Int64")
     return as_text(values)
@@ -425,8 +436,8 @@ def process_chunk(
     # Rules about "was a value recorded" must not be fooled by a crosswalk
     # that maps an unmatched local code to NULL.
     for fname in plan.crosswalk_fields:
-        text = as_text(chunk[tm.field(fname).source[0]])  # type: ignore[union-attr]
-        df[f"_present_{fname}"] = (text.str.strip() != "").fillna(False).astype(bool)
+        text = arrow_text(as_text(chunk[tm.field(fname).source[0]]))  # type: ignore[union-attr]
+        df[f"_present_{fname}"] = mask_series(pc.invert(blank(text)), index)
 
     excluded = np.zeros(n, dtype=bool)
     excl_rule = np.full(n, None, dtype=object)
@@ -489,10 +500,10 @@ def process_chunk(
     source_nulls: Counter[str] = Counter()
     for c in tm.source_columns():
         col = chunk[c]
-        blank = col.isna()
         if col.dtype == object or pd.api.types.is_string_dtype(col.dtype):
-            blank = blank | (as_text(col).str.strip() == "").fillna(False)
-        source_nulls[c] = int(blank.sum())
+            source_nulls[c] = int(pc.sum(blank(arrow_text(as_text(col)))).as_py() or 0)
+        else:
+            source_nulls[c] = int(col.isna().sum())
     defaults_used: Counter[str] = Counter()
     for fname, dflt in plan.crosswalk_defaults.items():
         defaults_used[fname] = int((df[fname][ok] == dflt).fillna(False).sum())

@@ -14,11 +14,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
+import pyarrow.compute as pc  # type: ignore[import-untyped, unused-ignore]
 
+from migration.engine.arrowtext import TEXT, arrow_text, blank, text_series
 from migration.engine.crosswalk import Crosswalk
 from migration.engine.errors import ContractError
-
-TEXT = "string[pyarrow]"
 
 #: Python's ``\s`` spelt out as literal characters: the same matches, but a
 #: pattern pyarrow's RE2 runs in C++ (pandas falls back to a Python call per
@@ -98,7 +99,27 @@ def as_text(values: pd.Series) -> pd.Series:
 
 
 def _blank_to_na(text: pd.Series) -> pd.Series:
-    return text.mask(text.str.strip() == "")
+    arr = arrow_text(text)
+    return text_series(
+        pc.if_else(blank(arr), pa.scalar(None, arr.type), arr), text.index
+    )
+
+
+def _per_distinct(
+    text: pd.Series, parse: Callable[[pd.Series], pd.Series]
+) -> pd.Series:
+    """Return ``parse`` of each value, calling it once per distinct value.
+
+    Dates and numbers in a source repeat (a birth date, an admission day):
+    parsing each distinct text once and spreading the results by position
+    gives exactly what parsing every row gives, for a fraction of the work.
+    NULLs come back as ``parse``'s missing value.
+    """
+    codes, uniques = pd.factorize(text)
+    parsed = parse(pd.Series(np.asarray(uniques, dtype=object), dtype=object))
+    out = parsed.reset_index(drop=True).reindex(codes)
+    out.index = text.index
+    return out
 
 
 def check_args(name: str, args: Mapping[str, Any]) -> TransformDef:
@@ -224,7 +245,9 @@ def date_parse(
 ) -> StepResult:
     """Return dates parsed with ``format``; unparseable non-blank -> reject."""
     text = _blank_to_na(as_text(values)).str.strip()
-    parsed = pd.to_datetime(text.astype(object), format=format, errors="coerce")
+    parsed = _per_distinct(
+        text, lambda u: pd.to_datetime(u, format=format, errors="coerce")
+    )
     failed = text.notna() & parsed.isna()
     return StepResult(_to_date(parsed), failed.astype(bool), reason)
 
@@ -239,7 +262,9 @@ def datetime_parse(
 ) -> StepResult:
     """Return timestamps parsed with ``format``; unparseable non-blank -> reject."""
     text = _blank_to_na(as_text(values)).str.strip()
-    parsed = pd.to_datetime(text.astype(object), format=format, errors="coerce")
+    parsed = _per_distinct(
+        text, lambda u: pd.to_datetime(u, format=format, errors="coerce")
+    )
     failed = text.notna() & parsed.isna()
     return StepResult(parsed.astype("datetime64[s]"), failed.astype(bool), reason)
 
@@ -274,8 +299,16 @@ def to_integer(
     values: pd.Series, *, ctx: TransformContext, reason: str = "integer_unparseable"
 ) -> StepResult:
     """Return values as nullable integers; non-integral non-blank -> reject."""
+    if pd.api.types.is_integer_dtype(values.dtype):
+        # Already integers (an INTEGER column read as such): nothing to parse,
+        # nothing to fail, and no float round trip to lose digits beyond 2**53.
+        return StepResult(
+            values.astype("Int64"), pd.Series(False, index=values.index), reason
+        )
     text = _blank_to_na(as_text(values)).str.strip()
-    num = pd.to_numeric(text.astype(object), errors="coerce").astype("float64")
+    num = _per_distinct(
+        text, lambda u: pd.to_numeric(u, errors="coerce").astype("float64")
+    ).astype("float64")
     ok = num.notna() & (num == np.floor(num))
     failed = text.notna() & ~ok
     return StepResult(num.where(ok).astype("Int64"), failed.astype(bool), reason)
