@@ -211,6 +211,10 @@ class SqlSource(ABC):
     kind: ClassVar[str] = "sql"
     #: What the catalog can report (used by the conformance suite).
     capabilities: ClassVar[frozenset[str]] = frozenset({"pk", "fk"})
+    #: Whether the engine may read the next chunk on another thread while it
+    #: transforms this one: the kind's connection may be used from one other
+    #: thread at a time and its driver reads without holding the GIL.
+    read_ahead: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -69,6 +69,7 @@ class PostgresSource(SqlSource):
     """Read-only PostgreSQL source over psycopg 3."""
 
     kind = "postgresql"
+    read_ahead = True  # psycopg: one thread at a time, GIL released in reads
 
     def __init__(self, config: PostgresConfig, **kw: Any) -> None:
         super().__init__(config, **kw)

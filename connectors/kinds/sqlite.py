@@ -20,6 +20,7 @@ import importlib
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import closing, suppress
 from dataclasses import replace
@@ -66,14 +67,16 @@ class SqliteSource(SqlSource):
     """Read-only SQLite source."""
 
     kind = "sqlite"
+    read_ahead = True  # check_same_thread=False; ADBC fetches without the GIL
 
     def __init__(self, config: SqliteConfig, **kw: Any) -> None:
         super().__init__(config, **kw)
         self.config: SqliteConfig = config
         self.dialect = "sqlite"
         self._arrow_conn: Any = None
-        #: Column -> SQLite affinity, only while a key page is being fetched.
-        self._key_page: dict[str, str] | None = None
+        #: Column -> SQLite affinity, only while a key page is being fetched
+        #: (per thread: the engine may read ahead on a thread of its own).
+        self._local = threading.local()
         #: How many pages were read as Arrow / fell back to sqlite3.
         self.arrow_page_reads = 0
         self.arrow_page_fallbacks = 0
@@ -133,13 +136,13 @@ class SqliteSource(SqlSource):
         pages = super().read_chunks(table, columns, order_key, *args, **kwargs)
         with closing(pages):
             while True:
-                self._key_page = affinity if arrow else None
+                self._local.key_page = affinity if arrow else None
                 try:
                     frame = next(pages)
                 except StopIteration:
                     return
                 finally:
-                    self._key_page = None
+                    self._local.key_page = None
                 yield frame
 
     def _execute(
@@ -149,9 +152,10 @@ class SqliteSource(SqlSource):
         batch: int,
         types: Sequence[pa.DataType | None] | None = None,
     ) -> Iterator[pd.DataFrame]:
-        if self._key_page is not None and what == "read_chunks":
+        key_page = getattr(self._local, "key_page", None)
+        if key_page is not None and what == "read_chunks":
             page = self._arrow_page(sql)
-            table = None if page is None else _fit(page, types, self._key_page)
+            table = None if page is None else _fit(page, types, key_page)
             if table is not None:
                 self.arrow_page_reads += 1
                 frame = to_pandas(table)

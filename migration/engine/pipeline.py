@@ -432,12 +432,21 @@ def process_chunk(
         if bad is not None:
             record(bad, why, f"T:coerce_{f.sql_type.lower()}", f.name)
         frame[f.name] = v
-    df = pd.DataFrame(frame, index=index)
+    # Blank (NULL, empty, whitespace) source cells: one Arrow pass per text
+    # column, shared by the presence flags and the source null counts.
+    blanks: dict[str, Any] = {}
+
+    def blank_of(c: str) -> Any:
+        if c not in blanks:
+            blanks[c] = blank(arrow_text(as_text(chunk[c])))
+        return blanks[c]
+
     # Rules about "was a value recorded" must not be fooled by a crosswalk
     # that maps an unmatched local code to NULL.
     for fname in plan.crosswalk_fields:
-        text = arrow_text(as_text(chunk[tm.field(fname).source[0]]))  # type: ignore[union-attr]
-        df[f"_present_{fname}"] = mask_series(pc.invert(blank(text)), index)
+        src = tm.field(fname).source[0]  # type: ignore[union-attr]
+        frame[f"_present_{fname}"] = mask_series(pc.invert(blank_of(src)), index)
+    df = pd.DataFrame(frame, index=index)
 
     excluded = np.zeros(n, dtype=bool)
     excl_rule = np.full(n, None, dtype=object)
@@ -455,53 +464,63 @@ def process_chunk(
         record(chk.fn(df, rctx).to_numpy(), chk.reason, chk.rule_id, chk.field)
     for fname, valid in plan.valid_codes.items():
         col = df[fname]
-        bad = col.notna() & ~col.isin(list(valid))
+        if col.dtype == TEXT:
+            codes = arrow_text(col)
+            known = pc.is_in(codes, value_set=pa.array(sorted(valid), codes.type))
+            bad = mask_series(pc.and_(pc.is_valid(codes), pc.invert(known)), index)
+        else:
+            bad = col.notna() & ~col.isin(list(valid))
         record(bad.to_numpy(dtype=bool), "code_invalid", "CODE", fname)
 
     failed &= ~excluded
     ok = ~failed & ~excluded
     keys = as_text(chunk[tm.key])
 
-    rows = pd.DataFrame(index=index[ok])
+    # One filter for every field, then the staged frame built in one go
+    # (column by column inserts into a DataFrame cost more than the wiring).
+    kept = df[ok].reset_index(drop=True)
+    at = kept.index
+    staged: dict[str, pd.Series] = {}
     for f in plan.target.fields:
         if f.name in plan.lookups:
-            rows[f.name] = pd.Series(pd.NA, index=rows.index, dtype=TEXT)
-            continue
-        w = wire(df[f.name][ok], f.sql_type)
-        rows[f.name] = w
-    rows["_source_table"] = pd.Series(tm.source, index=rows.index, dtype=TEXT)
-    rows["_source_key"] = keys[ok]
-    rows["_run_id"] = pd.Series(run_id, index=rows.index, dtype=TEXT)
+            staged[f.name] = pd.Series(pd.NA, index=at, dtype=TEXT)
+        else:
+            staged[f.name] = wire(kept[f.name], f.sql_type)
+    staged["_source_table"] = pd.Series(tm.source, index=at, dtype=TEXT)
+    staged["_source_key"] = keys[ok].reset_index(drop=True)
+    staged["_run_id"] = pd.Series(run_id, index=at, dtype=TEXT)
     for fname, lkc in plan.lookups.items():
-        rows[lkc] = df[fname][ok]
-    rows = rows.reset_index(drop=True)
+        staged[lkc] = kept[fname]
+    rows = pd.DataFrame(staged, index=at)
 
     bad_rows = failed | excluded
+    n_bad = int(bad_rows.sum())
     nothing = np.full(n, None, dtype=object)
-    rej = pd.DataFrame(
-        {
-            "run_id": run_id,
-            "target_table": plan.target.name,
-            "source_table": tm.source,
-            "source_key": keys[bad_rows].astype(object).to_numpy(),
-            "column_name": np.where(excluded, nothing, column)[bad_rows],
-            "raw_value": np.where(excluded, nothing, raw)[bad_rows],
-            "rule_id": np.where(excluded, excl_rule, rule)[bad_rows],
-            "reason": np.where(excluded, excl_reason, reason)[bad_rows],
-            "crosswalk_id": xw_id[bad_rows],
-            "crosswalk_version": xw_ver[bad_rows],
-            "action": np.where(excluded, "exclude", "reject")[bad_rows],
-            "stage": "row",
-        },
-        columns=list(REJECT_COLUMNS),
-    )
-    rej = rej.astype(object).where(rej.notna(), None)
+    rej_cols: dict[str, np.ndarray] = {
+        "run_id": np.full(n_bad, run_id, dtype=object),
+        "target_table": np.full(n_bad, plan.target.name, dtype=object),
+        "source_table": np.full(n_bad, tm.source, dtype=object),
+        "source_key": keys[bad_rows].to_numpy(dtype=object, na_value=None),
+        "column_name": np.where(excluded, nothing, column)[bad_rows],
+        "raw_value": np.where(excluded, nothing, raw)[bad_rows],
+        "rule_id": np.where(excluded, excl_rule, rule)[bad_rows],
+        "reason": np.where(excluded, excl_reason, reason)[bad_rows],
+        "crosswalk_id": xw_id[bad_rows],
+        "crosswalk_version": xw_ver[bad_rows],
+        "action": np.where(excluded, "exclude", "reject")[bad_rows].astype(object),
+        "stage": np.full(n_bad, "row", dtype=object),
+    }
+    for arr in rej_cols.values():
+        missing = pd.isna(arr)  # NaN or NA from a text column: None, as SQL NULL
+        if missing.any():
+            arr[missing] = None
+    rej = pd.DataFrame(rej_cols, columns=list(REJECT_COLUMNS), dtype=object)
 
     source_nulls: Counter[str] = Counter()
     for c in tm.source_columns():
         col = chunk[c]
         if col.dtype == object or pd.api.types.is_string_dtype(col.dtype):
-            source_nulls[c] = int(pc.sum(blank(arrow_text(as_text(col)))).as_py() or 0)
+            source_nulls[c] = int(pc.sum(blank_of(c)).as_py() or 0)
         else:
             source_nulls[c] = int(col.isna().sum())
     defaults_used: Counter[str] = Counter()

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import queue
+import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -590,17 +593,100 @@ def _codes_state(codes: dict[str, Counter[str]]) -> dict[str, dict[str, int]]:
     }
 
 
+class _ReadAhead:
+    """Read the source's next chunk on a thread while the caller transforms this one.
+
+    Only for a source with ``read_ahead = True`` (its connection may be used
+    from one other thread, and its driver reads without holding the GIL);
+    otherwise chunks are read in the caller's thread as before. At most one
+    chunk waits, so memory grows by one chunk. The reader thread owns the
+    source's generator from start to close, and leaving the block stops it
+    and waits for it: nobody else touches the source connection meanwhile.
+    A read's error is raised in the caller at the chunk it belongs to.
+    """
+
+    _END = object()
+
+    def __init__(self, chunks: Iterator[pd.DataFrame], enabled: bool) -> None:
+        self.chunks = iter(chunks)
+        self.done = False
+        self.thread: threading.Thread | None = None
+        if enabled:
+            self.q: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue(1)
+            self.stop = threading.Event()
+            self.thread = threading.Thread(
+                target=self._read, name="pas-read", daemon=True
+            )
+            self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            for chunk in self.chunks:
+                if not self._put((chunk, None)):
+                    return
+            self._put((self._END, None))
+        except BaseException as exc:  # raised again in the caller's thread
+            self._put((self._END, exc))
+        finally:
+            close = getattr(self.chunks, "close", None)
+            if close is not None:
+                with suppress(Exception):  # closing never hides the real outcome
+                    close()
+
+    def _put(self, item: tuple[Any, BaseException | None]) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __enter__(self) -> _ReadAhead:
+        return self
+
+    def __iter__(self) -> _ReadAhead:
+        return self
+
+    def __next__(self) -> pd.DataFrame:
+        if self.thread is None:
+            return next(self.chunks)
+        if self.done:
+            raise StopIteration
+        chunk, exc = self.q.get()
+        if exc is not None:
+            self.done = True
+            raise exc
+        if chunk is self._END:
+            self.done = True
+            raise StopIteration
+        return chunk
+
+    def __exit__(self, *exc: object) -> None:
+        if self.thread is not None:
+            self.stop.set()
+            self.thread.join()
+        else:
+            close = getattr(self.chunks, "close", None)
+            if close is not None:
+                close()
+
+
 class _ChunkWriter:
-    """Commit chunks in order, one behind the transform when the sink allows it.
+    """Commit chunks in order, behind the transform when the sink allows it.
 
     A sink with ``write_behind = True`` (its connection may be used from one
     other thread) commits chunk N on a writer thread while the caller reads
-    and transforms chunk N+1, so the target's COPY work overlaps ours. At
-    most one write is in flight; each is still ONE transaction (rows,
-    rejects, checkpoint), committed in chunk order, so a kill loses at most
-    uncommitted work and resume semantics are unchanged. Progress is
-    reported from the caller's thread, after the commit it reports. Leaving
-    the block waits for the last write; a write's error is raised there.
+    and transforms the next chunk, so the target's COPY work overlaps ours.
+    With a ``fold`` (the chunk's column checksums), folding runs on a thread
+    of its own, one chunk ahead of the writer: chunk N's COPY overlaps chunk
+    N+1's checksums. At most two chunks are in flight. Each commit is still
+    ONE transaction (rows, rejects, checkpoint), committed in chunk order;
+    once a commit fails no later chunk is committed, so a kill or an error
+    loses at most uncommitted work and resume semantics are unchanged.
+    Progress is reported from the caller's thread, after the commit it
+    reports. Leaving the block waits for the writes in flight; a write's
+    error is raised there.
     """
 
     def __init__(
@@ -614,16 +700,22 @@ class _ChunkWriter:
     ) -> None:
         self.sink, self.run_id, self.table = sink, run_id, table
         self.on_progress, self.source_rows = on_progress, source_rows
-        #: Work on a chunk's rows done just before its commit (on the writer
-        #: thread when there is one): returns entries merged into the
-        #: checkpoint's ``extra``. Chunks are folded one at a time, in order.
+        #: Work on a chunk's rows done before its commit (on a thread when the
+        #: sink writes behind): returns entries merged into the checkpoint's
+        #: ``extra``. Chunks are folded one at a time, in order.
         self.fold = fold
+        behind = getattr(sink, "write_behind", False)
         self.pool = (
-            ThreadPoolExecutor(1, thread_name_prefix="pas-write")
-            if getattr(sink, "write_behind", False)
+            ThreadPoolExecutor(1, thread_name_prefix="pas-write") if behind else None
+        )
+        self.fold_pool = (
+            ThreadPoolExecutor(1, thread_name_prefix="pas-fold")
+            if behind and fold is not None
             else None
         )
-        self.pending: Future[Checkpoint] | None = None
+        self.depth = 2 if self.fold_pool is not None else 1
+        self.pending: deque[Future[Checkpoint]] = deque()
+        self.failed = False
 
     def __enter__(self) -> _ChunkWriter:
         return self
@@ -631,25 +723,46 @@ class _ChunkWriter:
     def write(self, rows: pd.DataFrame, rejects: pd.DataFrame, cp: Checkpoint) -> None:
         """Commit one chunk (now, or on the writer thread after the previous one)."""
         if self.pool is None:
-            self._progress(self._commit(rows, rejects, cp))
+            self._progress(self._commit(rows, rejects, self._fold(rows, cp)))
             return
-        self.flush()
-        self.pending = self.pool.submit(self._commit, rows, rejects, cp)
+        while len(self.pending) >= self.depth:
+            self._progress(self.pending.popleft().result())
+        folded: Future[Checkpoint] | Checkpoint = (
+            self.fold_pool.submit(self._fold, rows, cp)
+            if self.fold_pool is not None
+            else cp
+        )
+        self.pending.append(self.pool.submit(self._commit, rows, rejects, folded))
+
+    def _fold(self, rows: pd.DataFrame, cp: Checkpoint) -> Checkpoint:
+        if self.fold is None:
+            return cp
+        return replace(cp, extra={**cp.extra, **self.fold(rows)})
 
     def _commit(
-        self, rows: pd.DataFrame, rejects: pd.DataFrame, cp: Checkpoint
+        self,
+        rows: pd.DataFrame,
+        rejects: pd.DataFrame,
+        folded: Future[Checkpoint] | Checkpoint,
     ) -> Checkpoint:
-        if self.fold is not None:
-            cp = replace(cp, extra={**cp.extra, **self.fold(rows)})
-        self.sink.write_chunk(self.run_id, self.table, rows, rejects, cp)
+        if self.failed:
+            # An earlier chunk did not commit: committing this one would
+            # checkpoint past rows that are not there.
+            raise TransientError(
+                f"chunk of {self.table} not committed: an earlier chunk failed"
+            )
+        try:
+            cp = folded.result() if isinstance(folded, Future) else folded
+            self.sink.write_chunk(self.run_id, self.table, rows, rejects, cp)
+        except BaseException:
+            self.failed = True
+            raise
         return cp
 
     def flush(self) -> None:
-        """Wait for the write in flight (raising its error), then report it."""
-        if self.pending is not None:
-            fut = self.pending
-            self.pending = None
-            self._progress(fut.result())
+        """Wait for the writes in flight (raising the first error), reporting each."""
+        while self.pending:
+            self._progress(self.pending.popleft().result())
 
     def _progress(self, cp: Checkpoint) -> None:
         _progress(
@@ -660,15 +773,18 @@ class _ChunkWriter:
         try:
             if exc_type is None:
                 self.flush()
-            elif self.pending is not None:
-                # Already failing: let the write in flight finish (the sink's
-                # connection must be idle before anyone uses it again); its
+            elif self.pending:
+                # Already failing: let the writes in flight finish (the sink's
+                # connection must be idle before anyone uses it again); their
                 # own outcome does not replace the error under way.
-                wait([self.pending])
-                self.pending = None
+                self.failed = True
+                wait(list(self.pending))
+                self.pending.clear()
         finally:
             if self.pool is not None:
                 self.pool.shutdown(wait=True)
+            if self.fold_pool is not None:
+                self.fold_pool.shutdown(wait=True)
 
 
 def _load_table(
@@ -759,8 +875,11 @@ def _load_table(
         chunk_size=contract.chunk_size,
         upto_key=rng.upto_key,
     )
-    with _ChunkWriter(sink, run_id, table, on_progress, source_rows, fold) as writer:
-        for chunk in _guarded(iter(chunks), tm.source):
+    with (
+        _ReadAhead(chunks, getattr(source, "read_ahead", False)) as ahead,
+        _ChunkWriter(sink, run_id, table, on_progress, source_rows, fold) as writer,
+    ):
+        for chunk in _guarded(ahead, tm.source):
             if should_cancel is not None and should_cancel():
                 return False
             if chunk.empty:

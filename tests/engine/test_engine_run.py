@@ -322,3 +322,116 @@ def test_write_behind_commits_each_checkpoint_as_it_was_when_sent(
     finally:
         sink.drop_schema()
         sink.close()
+
+
+class ReadAheadCrash(CrashAfter):
+    """CrashAfter for a source the engine reads ahead of (on its own thread)."""
+
+    read_ahead = True
+
+    def __init__(self, inner: Any, n: int) -> None:
+        super().__init__(inner, n)
+        self.threads: set[str] = set()
+
+    def read_chunks(
+        self, table: str, columns: Sequence[str], order_key: str, **kw: Any
+    ) -> Iterator[pd.DataFrame]:
+        for chunk in super().read_chunks(table, columns, order_key, **kw):
+            if table != "PAS_Extract":  # the as-of date is read before the load
+                self.threads.add(threading.current_thread().name)
+            yield chunk
+
+
+def _reader_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "pas-read"]
+
+
+def test_read_ahead_crash_resume_and_cancel_lose_and_duplicate_nothing(
+    legacy_pas: Any, make_sink: Any, tmp_path: Path
+) -> None:
+    """Chunks read on the engine's reader thread: a source failure surfaces
+    in the run as the same TransientError, at the chunk it belongs to; a
+    cancel stops the reader; no reader thread outlives its table; the rows
+    are those of a run without read-ahead."""
+    path = legacy_pas(1500, 7, 0.03) / "legacy_pas.sqlite3"
+    contract = load_default_contract(chunk_size=300)
+    for n in (3, 9):
+        src = ReadAheadCrash(sqlite_source(path), n)
+        with pytest.raises(TransientError, match="source read"):
+            run_contract(contract, src, make_sink(), "run-ra")
+        assert src.threads == {"pas-read"}  # every chunk came from the reader
+        assert _reader_threads() == []
+    calls = {"n": 0}
+
+    def cancel() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 2
+
+    rep = run_contract(
+        contract,
+        ReadAheadCrash(sqlite_source(path), 10**6),
+        make_sink(),
+        "run-ra",
+        should_cancel=cancel,
+    )
+    assert rep.status == "cancelled"
+    assert _reader_threads() == []
+    rep = run_contract(
+        contract, ReadAheadCrash(sqlite_source(path), 10**6), make_sink(), "run-ra"
+    )
+    assert rep.status == "succeeded", rep.failure_reasons
+    assert rep.resumed
+    assert_ledger(rep)
+    from connectors.sinks.sqlite import SqliteSink
+
+    clean = SqliteSink(tmp_path / "clean-ra.sqlite3")
+    plain = CrashAfter(sqlite_source(path), 10**6)  # no read_ahead attribute
+    ref = run_contract(contract, plain, clean, "run-plain")
+    assert_ledger(ref)
+    assert snapshot(make_sink(), contract) == snapshot(clean, contract)
+
+
+def test_no_chunk_commits_after_an_earlier_commit_failed(legacy_pas: Any) -> None:
+    """Two chunks may be in flight behind the transform (checksums of N+1
+    while N commits). When N's commit fails, N+1 must not commit: its
+    checkpoint would count rows that are not there."""
+    import uuid
+
+    from engine_kit import PG_DSN
+
+    from connectors.sinks.postgresql import PostgresSink
+
+    commits: list[int] = []
+
+    class FailingWriter(PostgresSink):
+        calls = 0
+
+        def write_chunk(self, run_id, table, rows, rejects, checkpoint):  # type: ignore[no-untyped-def]
+            if table == "patient" and not checkpoint.extra.get("done"):
+                FailingWriter.calls += 1
+                time.sleep(0.05)  # let the next chunk queue up behind this one
+                if FailingWriter.calls == 3:
+                    raise TransientError("PostgreSQL target failed: OperationalError")
+                commits.append(checkpoint.rows_read)
+            super().write_chunk(run_id, table, rows, rejects, checkpoint)
+
+    out = legacy_pas(600, 21, 0.02)
+    sink = FailingWriter(PG_DSN, schema=f"eng_{uuid.uuid4().hex[:8]}")
+    try:
+        contract = load_default_contract(chunk_size=50)
+        with pytest.raises(TransientError, match="target failed"):
+            run_contract(
+                contract, sqlite_source(out / "legacy_pas.sqlite3"), sink, "run-wf"
+            )
+        assert commits == [50, 100]  # the third failed; nothing after it
+        cp = sink.checkpoint("run-wf", "patient")
+        assert cp is not None and cp.rows_read == 100
+        assert sink.count("patient", run_id="run-wf") == cp.rows_loaded
+        rep = run_contract(
+            contract, sqlite_source(out / "legacy_pas.sqlite3"), sink, "run-wf"
+        )
+        assert rep.status == "succeeded", rep.failure_reasons
+        assert_ledger(rep)
+    finally:
+        sink.drop_schema()
+        sink.close()
