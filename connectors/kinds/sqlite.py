@@ -159,7 +159,7 @@ class SqliteSource(SqlSource):
             if table is not None:
                 self.arrow_page_reads += 1
                 frame = to_pandas(table)
-                for start in range(0, max(len(frame), 1), batch):
+                for start in range(0, len(frame), batch):  # none when empty
                     yield frame.iloc[start : start + batch].reset_index(drop=True)
                 return
             self.arrow_page_fallbacks += 1

@@ -58,6 +58,10 @@ def test_a_generated_legacy_pas_reads_the_same_through_both_paths(
     b = _read(plain, "PA_PatMas", "PAPMI_RowId", 400, after_key=200, upto_key=1100)
     pd.testing.assert_frame_equal(a, b)
     assert len(a) == 900
+    # Past the last key: no page at all, on either path.
+    cols = [c.name for c in arrow._table_info("PA_PatMas").columns]
+    for src in (arrow, plain):
+        assert list(src.read_chunks("PA_PatMas", cols, "PAPMI_RowId", 10**9)) == []
 
 
 def _mixed(path: Path) -> Path:
