@@ -299,7 +299,7 @@ def to_integer(
     values: pd.Series, *, ctx: TransformContext, reason: str = "integer_unparseable"
 ) -> StepResult:
     """Return values as nullable integers; non-integral non-blank -> reject."""
-    if pd.api.types.is_integer_dtype(values.dtype):
+    if pd.api.types.is_signed_integer_dtype(values.dtype):
         # Already integers (an INTEGER column read as such): nothing to parse,
         # nothing to fail, and no float round trip to lose digits beyond 2**53.
         return StepResult(
@@ -309,7 +309,8 @@ def to_integer(
     num = _per_distinct(
         text, lambda u: pd.to_numeric(u, errors="coerce").astype("float64")
     ).astype("float64")
-    ok = num.notna() & (num == np.floor(num))
+    # Integral and inside BIGINT: a larger number is a reject, not a crash.
+    ok = num.notna() & (num == np.floor(num)) & (num.abs() < 2.0**63)
     failed = text.notna() & ~ok
     return StepResult(num.where(ok).astype("Int64"), failed.astype(bool), reason)
 

@@ -95,6 +95,23 @@ def test_to_integer() -> None:
     assert res.failed.tolist() == [False, False, True, False, True]
 
 
+def test_to_integer_keeps_integers_exact_and_rejects_what_bigint_cannot_hold() -> None:
+    # An INTEGER column read as such: no float round trip (2**53 + 1 survives).
+    ints = pd.Series([2**53 + 1, None, -7], dtype="Int64")
+    res = T.REGISTRY["to_integer"].fn(ints, ctx=CTX)
+    assert res.values.tolist() == [2**53 + 1, pd.NA, -7]
+    assert res.failed is not None and not res.failed.any()
+    # Beyond BIGINT, as text or as an unsigned column: a reject, not a crash.
+    res = run("to_integer", [str(2**64), "9223372036854775807000", "12", " 1e3 "])
+    assert res.failed is not None
+    assert res.failed.tolist() == [True, True, False, False]
+    assert res.values.tolist()[2:] == [12, 1000]
+    big = pd.Series([2**64 - 1, 5], dtype="uint64")
+    res = T.REGISTRY["to_integer"].fn(big, ctx=CTX)
+    assert res.failed is not None and res.failed.tolist() == [True, False]
+    assert res.values.tolist() == [pd.NA, 5]
+
+
 def test_nhs_number_and_postcode_normalise() -> None:
     assert run(
         "nhs_number_normalise", ["943 476 5919", "943-476-5919", " "]
