@@ -94,17 +94,21 @@ def _md5_32_block(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 
 def _canonical_text(values: pd.Series) -> pa.Array | None:
-    """Return the non-null values as one arrow string array (None: unsupported)."""
-    nonnull = values.dropna()
-    if pd.api.types.is_integer_dtype(nonnull.dtype):
+    """Return the non-null values as one Arrow text array (None: unsupported).
+
+    Text columns keep their Arrow buffers (``large_string``, no copy to
+    ``string``); integers are printed in decimal by Arrow.
+    """
+    if pd.api.types.is_integer_dtype(values.dtype):
+        nonnull = values.dropna()
         arr = pc.cast(pa.array(nonnull.to_numpy(dtype=np.int64)), pa.string())
-    elif pd.api.types.is_string_dtype(nonnull.dtype) and nonnull.dtype != object:
-        arr = pa.array(nonnull.astype("string[pyarrow]"))
+    elif pd.api.types.is_string_dtype(values.dtype) and values.dtype != object:
+        arr = pc.drop_null(pa.array(values.astype("string[pyarrow]")))
     else:
         return None
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
-    if arr.type != pa.string():
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
         arr = arr.cast(pa.string())
     return arr
 
@@ -139,7 +143,8 @@ def _md5_32_each(arr: pa.Array) -> np.ndarray:
     if short.any():
         part = arr.filter(short) if long_rows.any() else arr
         bufs = part.buffers()
-        offsets = np.frombuffer(bufs[1], dtype=np.int32)[
+        width = np.int64 if pa.types.is_large_string(part.type) else np.int32
+        offsets = np.frombuffer(bufs[1], dtype=width)[
             part.offset : part.offset + len(part) + 1
         ].astype(np.int64)
         data = (

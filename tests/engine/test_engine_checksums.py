@@ -53,3 +53,20 @@ def test_integers_hash_as_their_decimal_text() -> None:
 def test_an_empty_or_all_null_column() -> None:
     assert series_checksum(pd.Series([], dtype="string[pyarrow]")) == (0, 0)
     assert series_checksum(pd.Series([None, None], dtype="string[pyarrow]")) == (0, 0)
+
+
+def test_sliced_and_multi_chunk_columns() -> None:
+    """A chunk's rows are often a slice (an offset into Arrow buffers) or a
+    concatenation (several Arrow chunks): the sums must not notice."""
+    rng = random.Random(9)
+    values = [None if rng.random() < 0.1 else _text(rng, 70) for _ in range(3000)]
+    whole = pd.Series(values, dtype="string[pyarrow]")
+    sliced = whole.iloc[1234:2500]
+    assert series_checksum(sliced) == _expected(values[1234:2500])
+    # Without NULLs or long values nothing is copied: the slice's offset
+    # reaches the hashing itself.
+    full = [f"v{i}-{rng.random():.9f}" for i in range(3000)]
+    dense = pd.Series(full, dtype="string[pyarrow]")
+    assert series_checksum(dense.iloc[777:2100]) == _expected(full[777:2100])
+    joined = pd.concat([whole.iloc[:1000], whole.iloc[2000:]], ignore_index=True)
+    assert series_checksum(joined) == _expected(values[:1000] + values[2000:])
