@@ -42,7 +42,12 @@ def mask_series(arr: Any, index: pd.Index) -> pd.Series:
 
 
 def blank(arr: Any) -> Any:
-    """Return an Arrow mask: the value is NULL, empty or only whitespace."""
-    return pc.or_kleene(
-        pc.is_null(arr), pc.equal(pc.utf8_trim_whitespace(arr), "")
-    ).fill_null(True)
+    """Return an Arrow mask: the value is NULL, empty or only whitespace.
+
+    ``utf8_is_space`` is true for a non-empty all-whitespace value (Unicode
+    whitespace, as ``utf8_trim_whitespace`` trims), so no trimmed copy of the
+    strings is built.
+    """
+    return pc.or_(pc.equal(pc.binary_length(arr), 0), pc.utf8_is_space(arr)).fill_null(
+        True
+    )

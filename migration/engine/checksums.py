@@ -41,8 +41,19 @@ def _md5_32_block(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     m = len(offsets) - 1
     lengths = np.diff(offsets)
     block = np.zeros((m, 64), dtype=np.uint8)
-    total = int(lengths.sum())
-    if total:
+    sizes = np.unique(lengths)
+    if len(sizes) == 1:
+        # One length (dates, timestamps, NHS numbers): the bytes are already
+        # an (m, size) matrix.
+        size = int(sizes[0])
+        if size:
+            block[:, :size] = data[offsets[0] : offsets[-1]].reshape(m, size)
+    elif len(sizes) <= 4:
+        for size in (int(x) for x in sizes if x):
+            at = np.flatnonzero(lengths == size)
+            block[at, :size] = data[offsets[at, None] + np.arange(size)]
+    elif int(lengths.sum()):
+        total = int(lengths.sum())
         rows = np.repeat(np.arange(m), lengths)
         cols = np.arange(total) - np.repeat(offsets[:-1] - offsets[0], lengths)
         block[rows, cols] = data[offsets[0] : offsets[-1]]

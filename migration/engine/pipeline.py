@@ -361,20 +361,17 @@ def process_chunk(
     xw_id = np.full(n, None, dtype=object)
     xw_ver = np.full(n, None, dtype=object)
     field_rejects: Counter[str] = Counter()
-    raw_cache: dict[str, np.ndarray] = {}
-
-    def raw_of(fname: str) -> np.ndarray:
-        if fname not in raw_cache:
-            fm = tm.field(fname)
-            cols = list(fm.source) if fm is not None else []
-            if not cols:
-                raw_cache[fname] = np.full(n, None, dtype=object)
-            else:
-                text = as_text(chunk[cols[0]])
-                for c in cols[1:]:
-                    text = text.str.cat(as_text(chunk[c]), sep="|", na_rep="")
-                raw_cache[fname] = np.asarray(text.astype(object).where(text.notna()))
-        return raw_cache[fname]
+    def raw_at(fname: str, rows: np.ndarray) -> np.ndarray:
+        # The raw source text of a field's rejected rows only: a reject is
+        # rare, turning a whole column into Python strings is not.
+        fm = tm.field(fname)
+        cols = list(fm.source) if fm is not None else []
+        if not cols:
+            return np.full(len(rows), None, dtype=object)
+        text = as_text(chunk[cols[0]].iloc[rows])
+        for c in cols[1:]:
+            text = text.str.cat(as_text(chunk[c].iloc[rows]), sep="|", na_rep="")
+        return np.asarray(text.astype(object).where(text.notna()), dtype=object)
 
     def record(
         m: Any,
@@ -391,7 +388,7 @@ def process_chunk(
         reason[new] = why
         rule[new] = rule_id
         column[new] = plan.source_column_of.get(fname, fname)
-        raw[new] = raw_of(fname)[new]
+        raw[new] = raw_at(fname, np.flatnonzero(new))
         field_rejects[fname] += int(new.sum())
         if xw is not None:
             xw_id[new] = xw[0]

@@ -8,7 +8,7 @@ import queue
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import suppress
 from dataclasses import dataclass, replace
@@ -21,6 +21,7 @@ from migration.engine.checksums import add, series_checksum
 from migration.engine.contract import Contract, validate_contract
 from migration.engine.errors import ContractError, EngineError, TransientError
 from migration.engine.pipeline import (
+    ChunkResult,
     TablePlan,
     build_plan,
     not_migrated_reason,
@@ -154,25 +155,24 @@ def run_contract(
     stages = [plans[t].stage for t in order]
     if not sink.is_published(run_id):
         sink.prepare(run_id, stages)
-        for t in order:
-            t0 = time.monotonic()
-            finished = _load_table(
-                contract,
-                plans[t],
-                source,
-                sink,
-                run_id,
-                xctx,
-                rctx,
-                on_progress,
-                should_cancel,
-                report,
-            )
-            report.timings[f"load:{t}"] = time.monotonic() - t0
-            if not finished:
-                report.status = "cancelled"
-                report.finished_at = _now()
-                return report
+        t0 = time.monotonic()
+        finished = _load_tables(
+            contract,
+            [(plans[t], KeyRange(WHOLE_TABLE)) for t in order],
+            source,
+            sink,
+            run_id,
+            xctx,
+            rctx,
+            on_progress,
+            should_cancel,
+            report,
+        )
+        report.timings["load"] = time.monotonic() - t0
+        if not finished:
+            report.status = "cancelled"
+            report.finished_at = _now()
+            return report
     return _finish(
         contract,
         plans,
@@ -607,7 +607,7 @@ class _ReadAhead:
 
     _END = object()
 
-    def __init__(self, chunks: Iterator[pd.DataFrame], enabled: bool) -> None:
+    def __init__(self, chunks: Iterator[Any], enabled: bool) -> None:
         self.chunks = iter(chunks)
         self.done = False
         self.thread: threading.Thread | None = None
@@ -648,7 +648,7 @@ class _ReadAhead:
     def __iter__(self) -> _ReadAhead:
         return self
 
-    def __next__(self) -> pd.DataFrame:
+    def __next__(self) -> Any:
         if self.thread is None:
             return next(self.chunks)
         if self.done:
@@ -672,75 +672,165 @@ class _ReadAhead:
                 close()
 
 
+class _TableLoad:
+    """One table (or key range of it) in a load: its counters, checksums, checkpoints.
+
+    Starts from the unit's last checkpoint (``cp``), so a resumed load carries
+    on counting where the committed work stopped. Counters are updated on the
+    caller's thread as chunks are transformed; the column checksums are folded
+    in on the writer's side (``fold``), one chunk at a time and in order.
+    """
+
+    def __init__(
+        self,
+        plan: TablePlan,
+        rng: KeyRange,
+        cp: Checkpoint | None,
+        source_rows: int | None,
+        rctx: RuleContext,
+    ) -> None:
+        self.plan, self.rng, self.source_rows = plan, rng, source_rows
+        self.table = plan.target.name
+        self.rctx = RuleContext(
+            as_of=rctx.as_of, params=rctx.params, valid_codes=plan.valid_codes
+        )
+        extra: dict[str, Any] = dict(cp.extra) if cp else {}
+        self.source_nulls = _counter(extra.get("source_nulls"))
+        self.defaults_used = _counter(extra.get("defaults_used"))
+        self.lenient_fills = _counter(extra.get("lenient_fills"))
+        self.field_rejects = _counter(extra.get("field_rejects"))
+        self.checksums: dict[str, list[int]] = {
+            k: list(v) for k, v in dict(extra.get("checksums") or {}).items()
+        }
+        self.defaulted_codes: dict[str, Counter[str]] = {}
+        _add_codes(self.defaulted_codes, extra.get("defaulted_codes"))
+        self.read = cp.rows_read if cp else 0
+        self.loaded = cp.rows_loaded if cp else 0
+        self.rejected = cp.rows_rejected if cp else 0
+        self.excluded = cp.rows_excluded if cp else 0
+        self.last_key = cp.last_key if cp else None
+        self.sum_columns = [
+            c for c in plan.stage.checksum_columns if c not in plan.lookups
+        ]
+
+    def add(self, res: ChunkResult, run_id: str) -> Checkpoint:
+        """Count one transformed chunk in; return the checkpoint committed with it."""
+        self.read += res.read
+        self.loaded += res.loaded
+        self.rejected += res.rejected
+        self.excluded += res.excluded
+        self.last_key = res.last_key
+        self.source_nulls.update(res.source_nulls)
+        self.defaults_used.update(res.defaults_used)
+        self.lenient_fills.update(res.lenient_fills)
+        self.field_rejects.update(res.field_rejects)
+        _add_codes(self.defaulted_codes, res.defaulted_codes)
+        return self.checkpoint(run_id)
+
+    def checkpoint(self, run_id: str, done: bool = False) -> Checkpoint:
+        """Return the checkpoint of what is counted so far (checksums: by ``fold``).
+
+        The counters are copied: the writer serialises this state while the
+        next chunk is already being counted in.
+        """
+        state = {
+            "source_nulls": dict(self.source_nulls),
+            "defaults_used": dict(self.defaults_used),
+            "lenient_fills": dict(self.lenient_fills),
+            "field_rejects": dict(self.field_rejects),
+            "defaulted_codes": _codes_state(self.defaulted_codes),
+            "done": done,
+        }
+        return Checkpoint(
+            run_id,
+            self.table,
+            self.last_key,
+            self.read,
+            self.loaded,
+            self.rejected,
+            self.excluded,
+            state,
+            range_id=self.rng.range_id,
+        )
+
+    def fold(self, rows: pd.DataFrame) -> dict[str, Any]:
+        """Add a chunk's column checksums; return the running sums (a copy).
+
+        On the fold thread, one chunk at a time and in order; numpy's MD5
+        rounds release the GIL, so this overlaps the next chunk's transform.
+        An empty frame adds nothing: the table's last (done) checkpoint gets
+        the final sums that way.
+        """
+        for col in self.sum_columns:
+            self.checksums[col] = add(
+                self.checksums.get(col, [0, 0]), series_checksum(rows[col])
+            )
+        return {"checksums": {k: list(v) for k, v in self.checksums.items()}}
+
+
 class _ChunkWriter:
     """Commit chunks in order, behind the transform when the sink allows it.
 
     A sink with ``write_behind = True`` (its connection may be used from one
     other thread) commits chunk N on a writer thread while the caller reads
     and transforms the next chunk, so the target's COPY work overlaps ours.
-    With a ``fold`` (the chunk's column checksums), folding runs on a thread
-    of its own, one chunk ahead of the writer: chunk N's COPY overlaps chunk
-    N+1's checksums. At most two chunks are in flight. Each commit is still
-    ONE transaction (rows, rejects, checkpoint), committed in chunk order;
-    once a commit fails no later chunk is committed, so a kill or an error
-    loses at most uncommitted work and resume semantics are unchanged.
-    Progress is reported from the caller's thread, after the commit it
-    reports. Leaving the block waits for the writes in flight; a write's
-    error is raised there.
+    Each chunk's column checksums are folded in (``_TableLoad.fold``) on a
+    thread of their own, one chunk ahead of the writer: chunk N's COPY
+    overlaps chunk N+1's checksums. At most two chunks are in flight, of any
+    tables: the next table's chunks start while the last ones of the table
+    before are still being committed. Each commit is still ONE transaction
+    (rows, rejects, checkpoint), committed in submission order; once a commit
+    fails no later chunk is committed, so a kill or an error loses at most
+    uncommitted work and resume semantics are unchanged. Progress is
+    reported from the caller's thread, after the commit it reports. Leaving
+    the block waits for the writes in flight; a write's error is raised there.
     """
 
-    def __init__(
-        self,
-        sink: Sink,
-        run_id: str,
-        table: str,
-        on_progress: ProgressFn | None,
-        source_rows: int | None,
-        fold: Callable[[pd.DataFrame], Mapping[str, Any]] | None = None,
-    ) -> None:
-        self.sink, self.run_id, self.table = sink, run_id, table
-        self.on_progress, self.source_rows = on_progress, source_rows
-        #: Work on a chunk's rows done before its commit (on a thread when the
-        #: sink writes behind): returns entries merged into the checkpoint's
-        #: ``extra``. Chunks are folded one at a time, in order.
-        self.fold = fold
+    def __init__(self, sink: Sink, run_id: str, on_progress: ProgressFn | None) -> None:
+        self.sink, self.run_id, self.on_progress = sink, run_id, on_progress
         behind = getattr(sink, "write_behind", False)
         self.pool = (
             ThreadPoolExecutor(1, thread_name_prefix="pas-write") if behind else None
         )
         self.fold_pool = (
-            ThreadPoolExecutor(1, thread_name_prefix="pas-fold")
-            if behind and fold is not None
-            else None
+            ThreadPoolExecutor(1, thread_name_prefix="pas-fold") if behind else None
         )
-        self.depth = 2 if self.fold_pool is not None else 1
-        self.pending: deque[Future[Checkpoint]] = deque()
+        self.depth = 2
+        self.pending: deque[tuple[Future[Checkpoint], _TableLoad, str]] = deque()
         self.failed = False
 
     def __enter__(self) -> _ChunkWriter:
         return self
 
-    def write(self, rows: pd.DataFrame, rejects: pd.DataFrame, cp: Checkpoint) -> None:
+    def write(
+        self,
+        unit: _TableLoad,
+        rows: pd.DataFrame,
+        rejects: pd.DataFrame,
+        cp: Checkpoint,
+        stage: str = "load",
+    ) -> None:
         """Commit one chunk (now, or on the writer thread after the previous one)."""
-        if self.pool is None:
-            self._progress(self._commit(rows, rejects, self._fold(rows, cp)))
+        if self.pool is None or self.fold_pool is None:
+            self._report(
+                self._commit(unit, rows, rejects, self._fold(unit, rows, cp)),
+                unit,
+                stage,
+            )
             return
         while len(self.pending) >= self.depth:
-            self._progress(self.pending.popleft().result())
-        folded: Future[Checkpoint] | Checkpoint = (
-            self.fold_pool.submit(self._fold, rows, cp)
-            if self.fold_pool is not None
-            else cp
+            self._pop()
+        folded = self.fold_pool.submit(self._fold, unit, rows, cp)
+        self.pending.append(
+            (self.pool.submit(self._commit, unit, rows, rejects, folded), unit, stage)
         )
-        self.pending.append(self.pool.submit(self._commit, rows, rejects, folded))
 
-    def _fold(self, rows: pd.DataFrame, cp: Checkpoint) -> Checkpoint:
-        if self.fold is None:
-            return cp
-        return replace(cp, extra={**cp.extra, **self.fold(rows)})
+    def _fold(self, unit: _TableLoad, rows: pd.DataFrame, cp: Checkpoint) -> Checkpoint:
+        return replace(cp, extra={**cp.extra, **unit.fold(rows)})
 
     def _commit(
         self,
+        unit: _TableLoad,
         rows: pd.DataFrame,
         rejects: pd.DataFrame,
         folded: Future[Checkpoint] | Checkpoint,
@@ -749,24 +839,28 @@ class _ChunkWriter:
             # An earlier chunk did not commit: committing this one would
             # checkpoint past rows that are not there.
             raise TransientError(
-                f"chunk of {self.table} not committed: an earlier chunk failed"
+                f"chunk of {unit.table} not committed: an earlier chunk failed"
             )
         try:
             cp = folded.result() if isinstance(folded, Future) else folded
-            self.sink.write_chunk(self.run_id, self.table, rows, rejects, cp)
+            self.sink.write_chunk(self.run_id, unit.table, rows, rejects, cp)
         except BaseException:
             self.failed = True
             raise
         return cp
 
+    def _pop(self) -> None:
+        fut, unit, stage = self.pending.popleft()
+        self._report(fut.result(), unit, stage)
+
     def flush(self) -> None:
         """Wait for the writes in flight (raising the first error), reporting each."""
         while self.pending:
-            self._progress(self.pending.popleft().result())
+            self._pop()
 
-    def _progress(self, cp: Checkpoint) -> None:
+    def _report(self, cp: Checkpoint, unit: _TableLoad, stage: str) -> None:
         _progress(
-            self.on_progress, self.run_id, self.table, "load", cp, self.source_rows
+            self.on_progress, self.run_id, unit.table, stage, cp, unit.source_rows
         )
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -778,13 +872,131 @@ class _ChunkWriter:
                 # connection must be idle before anyone uses it again); their
                 # own outcome does not replace the error under way.
                 self.failed = True
-                wait(list(self.pending))
+                wait([f for f, _, _ in self.pending])
                 self.pending.clear()
         finally:
             if self.pool is not None:
                 self.pool.shutdown(wait=True)
             if self.fold_pool is not None:
                 self.fold_pool.shutdown(wait=True)
+
+
+def _open_unit(
+    plan: TablePlan,
+    source: Source,
+    sink: Sink,
+    run_id: str,
+    rctx: RuleContext,
+    report: RunReport,
+    rng: KeyRange,
+) -> _TableLoad | None:
+    """Return the load state of one table or key range (None: already done)."""
+    table = plan.target.name
+    tm = plan.mapping
+    cp = _range_checkpoint(sink, run_id, table, rng.range_id)
+    if cp is not None:
+        report.resumed = True
+    if cp is not None and cp.extra.get("done"):
+        return None
+    if cp is not None and rng.range_id == WHOLE_TABLE:
+        # A staging table that lost rows its checkpoint counts (an UNLOGGED
+        # table after a server crash, say) cannot be trusted: redo the table.
+        if sink.count(table, run_id=run_id) != cp.rows_loaded:
+            sink.reset_table(run_id, table)
+            cp = None
+    try:
+        source_rows: int | None = source.count(tm.source)
+    except EngineError:
+        raise
+    except Exception as exc:
+        raise TransientError(
+            f"source count of {tm.source} failed: {type(exc).__name__}"
+        ) from exc
+    return _TableLoad(plan, rng, cp, source_rows, rctx)
+
+
+def _chunks_of(
+    units: list[_TableLoad], source: Source, chunk_size: int
+) -> Iterator[tuple[_TableLoad, pd.DataFrame | None]]:
+    """Yield (unit, chunk) for every unit in turn, then (unit, None) at its end.
+
+    One stream over all the units, so a reader thread reads the next table's
+    first chunk while the last chunks of the table before are transformed.
+    """
+    for unit in units:
+        tm = unit.plan.mapping
+        after = unit.last_key if unit.last_key is not None else unit.rng.after_key
+        chunks = source.read_chunks(
+            tm.source,
+            tm.source_columns(),
+            tm.key,
+            after_key=after,
+            chunk_size=chunk_size,
+            upto_key=unit.rng.upto_key,
+        )
+        try:
+            for chunk in _guarded(iter(chunks), tm.source):
+                yield unit, chunk
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        yield unit, None
+
+
+def _load_tables(
+    contract: Contract,
+    todo: list[tuple[TablePlan, KeyRange]],
+    source: Source,
+    sink: Sink,
+    run_id: str,
+    xctx: TransformContext,
+    rctx: RuleContext,
+    on_progress: ProgressFn | None,
+    should_cancel: CancelFn | None,
+    report: RunReport,
+) -> bool:
+    """Stage tables (or key ranges) chunk by chunk, in order; False when cancelled.
+
+    Every unit's checkpoint is looked up (and its source counted) first;
+    then one read-ahead stream and one writer serve all of them, so there is
+    no pipeline drain and refill between tables. A unit's last commit
+    (``done``, with its final checksums) follows its last chunk's, in order.
+    """
+    units = [
+        u
+        for plan, rng in todo
+        if (u := _open_unit(plan, source, sink, run_id, rctx, report, rng)) is not None
+    ]
+    if not units:
+        return True
+    stream = _chunks_of(units, source, contract.chunk_size)
+    with (
+        _ReadAhead(stream, getattr(source, "read_ahead", False)) as ahead,
+        _ChunkWriter(sink, run_id, on_progress) as writer,
+    ):
+        for unit, chunk in ahead:
+            if chunk is None:
+                plan = unit.plan
+                empty_rows = pd.DataFrame({c.name: [] for c in plan.stage.columns})
+                empty_rej = pd.DataFrame({c: [] for c in REJECT_COLUMNS})
+                writer.write(
+                    unit,
+                    empty_rows,
+                    empty_rej,
+                    unit.checkpoint(run_id, done=True),
+                    "loaded",
+                )
+                continue
+            if should_cancel is not None and should_cancel():
+                return False
+            if chunk.empty:
+                continue
+            res = process_chunk(
+                unit.plan, chunk, run_id=run_id, xctx=xctx, rctx=unit.rctx
+            )
+            writer.write(unit, res.rows, res.rejects, unit.add(res, run_id))
+    return True
 
 
 def _load_table(
@@ -800,129 +1012,19 @@ def _load_table(
     report: RunReport,
     key_range: KeyRange | None = None,
 ) -> bool:
-    """Stage one table (or one key range of it) chunk by chunk; False when cancelled."""
-    table = plan.target.name
-    tm = plan.mapping
-    rng = key_range or KeyRange(WHOLE_TABLE)
-    cp = _range_checkpoint(sink, run_id, table, rng.range_id)
-    if cp is not None:
-        report.resumed = True
-    if cp is not None and cp.extra.get("done"):
-        return True
-    if cp is not None and rng.range_id == WHOLE_TABLE:
-        # A staging table that lost rows its checkpoint counts (an UNLOGGED
-        # table after a server crash, say) cannot be trusted: redo the table.
-        if sink.count(table, run_id=run_id) != cp.rows_loaded:
-            sink.reset_table(run_id, table)
-            cp = None
-    rctx = RuleContext(
-        as_of=rctx.as_of, params=rctx.params, valid_codes=plan.valid_codes
-    )
-    extra: dict[str, Any] = dict(cp.extra) if cp else {}
-    source_nulls = _counter(extra.get("source_nulls"))
-    defaults_used = _counter(extra.get("defaults_used"))
-    lenient_fills = _counter(extra.get("lenient_fills"))
-    field_rejects = _counter(extra.get("field_rejects"))
-    checksums: dict[str, list[int]] = {
-        k: list(v) for k, v in dict(extra.get("checksums") or {}).items()
-    }
-    defaulted_codes: dict[str, Counter[str]] = {}
-    _add_codes(defaulted_codes, extra.get("defaulted_codes"))
-    read = cp.rows_read if cp else 0
-    loaded = cp.rows_loaded if cp else 0
-    rejected = cp.rows_rejected if cp else 0
-    excluded = cp.rows_excluded if cp else 0
-    last_key = cp.last_key if cp else None
-    rid = rng.range_id
-    try:
-        source_rows: int | None = source.count(tm.source)
-    except EngineError:
-        raise
-    except Exception as exc:
-        raise TransientError(
-            f"source count of {tm.source} failed: {type(exc).__name__}"
-        ) from exc
-
-    def state(done: bool = False) -> dict[str, Any]:
-        return {
-            "source_nulls": dict(source_nulls),
-            "defaults_used": dict(defaults_used),
-            "lenient_fills": dict(lenient_fills),
-            "field_rejects": dict(field_rejects),
-            # Copies: with write-behind the writer thread serialises this
-            # state while the next chunk is already being folded in. The
-            # chunk checksums are folded in by the writer (``fold``): only
-            # the final state, written after the last commit, carries them.
-            **({"checksums": dict(checksums)} if done else {}),
-            "defaulted_codes": _codes_state(defaulted_codes),
-            "done": done,
-        }
-
-    sum_columns = [c for c in plan.stage.checksum_columns if c not in plan.lookups]
-
-    def fold(rows: pd.DataFrame) -> dict[str, Any]:
-        # On the writer thread, one chunk at a time and in order; numpy's MD5
-        # rounds release the GIL, so this overlaps the next chunk's transform.
-        for col in sum_columns:
-            checksums[col] = add(checksums.get(col, [0, 0]), series_checksum(rows[col]))
-        return {"checksums": dict(checksums)}
-
-    chunks = source.read_chunks(
-        tm.source,
-        tm.source_columns(),
-        tm.key,
-        after_key=last_key if last_key is not None else rng.after_key,
-        chunk_size=contract.chunk_size,
-        upto_key=rng.upto_key,
-    )
-    with (
-        _ReadAhead(chunks, getattr(source, "read_ahead", False)) as ahead,
-        _ChunkWriter(sink, run_id, table, on_progress, source_rows, fold) as writer,
-    ):
-        for chunk in _guarded(ahead, tm.source):
-            if should_cancel is not None and should_cancel():
-                return False
-            if chunk.empty:
-                continue
-            res = process_chunk(plan, chunk, run_id=run_id, xctx=xctx, rctx=rctx)
-            read += res.read
-            loaded += res.loaded
-            rejected += res.rejected
-            excluded += res.excluded
-            last_key = res.last_key
-            source_nulls.update(res.source_nulls)
-            defaults_used.update(res.defaults_used)
-            lenient_fills.update(res.lenient_fills)
-            field_rejects.update(res.field_rejects)
-            _add_codes(defaulted_codes, res.defaulted_codes)
-            cp = Checkpoint(
-                run_id,
-                table,
-                last_key,
-                read,
-                loaded,
-                rejected,
-                excluded,
-                state(),
-                range_id=rid,
-            )
-            writer.write(res.rows, res.rejects, cp)
-    done = Checkpoint(
+    """Stage one table (or one key range of it); False when cancelled."""
+    return _load_tables(
+        contract,
+        [(plan, key_range or KeyRange(WHOLE_TABLE))],
+        source,
+        sink,
         run_id,
-        table,
-        last_key,
-        read,
-        loaded,
-        rejected,
-        excluded,
-        state(True),
-        range_id=rid,
+        xctx,
+        rctx,
+        on_progress,
+        should_cancel,
+        report,
     )
-    empty_rows = pd.DataFrame({c.name: [] for c in plan.stage.columns})
-    empty_rej = pd.DataFrame({c: [] for c in REJECT_COLUMNS})
-    sink.write_chunk(run_id, table, empty_rows, empty_rej, done)
-    _progress(on_progress, run_id, table, "loaded", done, source_rows)
-    return True
 
 
 def _reason_fields(contract: Contract, plan: TablePlan) -> dict[str, str]:

@@ -70,3 +70,28 @@ def test_sliced_and_multi_chunk_columns() -> None:
     assert series_checksum(dense.iloc[777:2100]) == _expected(full[777:2100])
     joined = pd.concat([whole.iloc[:1000], whole.iloc[2000:]], ignore_index=True)
     assert series_checksum(joined) == _expected(values[:1000] + values[2000:])
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_one_or_few_value_lengths(seed: int) -> None:
+    """Columns of one width (dates, timestamps, NHS numbers) or a few widths
+    are laid into MD5 blocks by reshape / per-width gathers, not a scatter:
+    the same sums, whole or sliced, with empty strings among them."""
+    rng = random.Random(seed)
+    stamps = [
+        f"20{rng.randint(0, 99):02d}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+        f" {rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:00"
+        for _ in range(3000)
+    ]
+    one = pd.Series(stamps, dtype="string[pyarrow]")
+    assert series_checksum(one) == _expected(stamps)
+    assert series_checksum(one.iloc[1001:2999]) == _expected(stamps[1001:2999])
+    mixed = [
+        rng.choice(["", f"{rng.randint(0, 10**9):010d}", stamps[rng.randrange(3000)]])
+        for _ in range(3000)
+    ]
+    few = pd.Series(mixed, dtype="string[pyarrow]")
+    assert series_checksum(few) == _expected(mixed)
+    assert series_checksum(few.iloc[17:2017]) == _expected(mixed[17:2017])
+    blanks = pd.Series([""] * 10, dtype="string[pyarrow]")
+    assert series_checksum(blanks) == _expected([""] * 10)
