@@ -361,6 +361,7 @@ def process_chunk(
     xw_id = np.full(n, None, dtype=object)
     xw_ver = np.full(n, None, dtype=object)
     field_rejects: Counter[str] = Counter()
+
     def raw_at(fname: str, rows: np.ndarray) -> np.ndarray:
         # The raw source text of a field's rejected rows only: a reject is
         # rare, turning a whole column into Python strings is not.
