@@ -418,7 +418,7 @@ def table(results: dict[str, Any]) -> str:
         + ", ".join(
             f"{k} {v:.2f}s"
             for k, v in p["timings"].items()
-            if k not in ("load", "total")
+            if not k.startswith("load") and k != "total"
         ),
         "",
         "ratios (target):",

@@ -46,6 +46,9 @@ class TableReport:
     excluded_by_rule: dict[str, int] = field(default_factory=dict)
     columns: list[ColumnMetrics] = field(default_factory=list)
     dqmi: dict[str, float] = field(default_factory=dict)
+    #: Seconds this invocation spent loading the table, from its first chunk
+    #: to its last commit (0 when an earlier invocation or key-range workers
+    #: loaded it). Tables overlap: the next one starts before this one ends.
     seconds: float = 0.0
     #: crosswalk id -> local codes a lenient lookup filled with its default
     #: (code -> rows); the miss queue takes them from here

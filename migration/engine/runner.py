@@ -712,6 +712,10 @@ class _TableLoad:
         self.sum_columns = [
             c for c in plan.stage.checksum_columns if c not in plan.lookups
         ]
+        #: When this invocation started on the unit, and how long it took from
+        #: its first chunk's transform to its last commit.
+        self.started: float | None = None
+        self.seconds = 0.0
 
     def add(self, res: ChunkResult, run_id: str) -> Checkpoint:
         """Count one transformed chunk in; return the checkpoint committed with it."""
@@ -859,6 +863,8 @@ class _ChunkWriter:
             self._pop()
 
     def _report(self, cp: Checkpoint, unit: _TableLoad, stage: str) -> None:
+        if stage == "loaded" and unit.started is not None:
+            unit.seconds = time.monotonic() - unit.started
         _progress(
             self.on_progress, self.run_id, unit.table, stage, cp, unit.source_rows
         )
@@ -976,6 +982,8 @@ def _load_tables(
         _ChunkWriter(sink, run_id, on_progress) as writer,
     ):
         for unit, chunk in ahead:
+            if unit.started is None:
+                unit.started = time.monotonic()
             if chunk is None:
                 plan = unit.plan
                 empty_rows = pd.DataFrame({c.name: [] for c in plan.stage.columns})
@@ -996,6 +1004,9 @@ def _load_tables(
                 unit.plan, chunk, run_id=run_id, xctx=xctx, rctx=unit.rctx
             )
             writer.write(unit, res.rows, res.rejects, unit.add(res, run_id))
+    for unit in units:
+        suffix = "" if unit.rng.range_id == WHOLE_TABLE else f":{unit.rng.range_id}"
+        report.timings[f"load:{unit.table}{suffix}"] = unit.seconds
     return True
 
 
@@ -1075,6 +1086,7 @@ def _reconcile(
             "moved": dict(phase.get("moved_checksums") or {}),
         }
         tr = TableReport(table=t, source_table=tm.source)
+        tr.seconds = report.timings.get(f"load:{t}", 0.0)
         tr.source_rows = source.count(tm.source)
         tr.rows_read = cp.rows_read
         tr.defaulted_codes = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import itertools
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -432,6 +433,166 @@ def test_no_chunk_commits_after_an_earlier_commit_failed(legacy_pas: Any) -> Non
         )
         assert rep.status == "succeeded", rep.failure_reasons
         assert_ledger(rep)
+    finally:
+        sink.drop_schema()
+        sink.close()
+
+
+class _Recorder:
+    """Events from the reader, writer and caller threads, in one total order."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.events: list[tuple[str, str, bool]] = []
+
+    def add(self, kind: str, table: str, done: bool = False) -> None:
+        with self.lock:
+            self.events.append((kind, table, done))
+
+
+class _RecordingSource(CrashAfter):
+    """A read-ahead source that records each chunk read and can fail on one table."""
+
+    read_ahead = True
+
+    def __init__(self, inner: Any, rec: _Recorder, fail_on: str | None = None) -> None:
+        super().__init__(inner, 10**9)
+        self.rec, self.fail_on = rec, fail_on
+
+    def read_chunks(
+        self, table: str, columns: Sequence[str], order_key: str, **kw: Any
+    ) -> Iterator[pd.DataFrame]:
+        for chunk in self.inner.read_chunks(table, columns, order_key, **kw):
+            if table == self.fail_on:
+                raise RuntimeError("connection reset by peer")
+            self.rec.add("read", table)
+            yield chunk
+
+
+def _slow_pg_sink(rec: _Recorder) -> Any:
+    import uuid
+
+    from engine_kit import PG_DSN
+
+    from connectors.sinks.postgresql import PostgresSink
+
+    class SlowRecordingSink(PostgresSink):
+        def write_chunk(self, run_id, table, rows, rejects, checkpoint):  # type: ignore[no-untyped-def]
+            time.sleep(0.02)  # a slow target: the reader and transform run ahead
+            super().write_chunk(run_id, table, rows, rejects, checkpoint)
+            rec.add("commit", table, bool(checkpoint.extra.get("done")))
+
+    return SlowRecordingSink(PG_DSN, schema=f"eng_{uuid.uuid4().hex[:8]}")
+
+
+def test_tables_stream_into_each_other_and_commit_in_order(
+    legacy_pas: Any, tmp_path: Path
+) -> None:
+    """One read-ahead stream and one writer serve every table: the next
+    table's first chunk is read while the table before is still committing,
+    yet commits keep table order, each table's done checkpoint is its last
+    commit, progress says so in order, and the rows are a plain run's."""
+    from connectors.sinks.sqlite import SqliteSink
+
+    path = legacy_pas(600, 21, 0.02) / "legacy_pas.sqlite3"
+    contract = load_default_contract(chunk_size=50)
+    order = contract.table_order()
+    source_of = {t: contract.table(t).source for t in order}
+    rec = _Recorder()
+    progress: list[ProgressEvent] = []
+    sink = _slow_pg_sink(rec)
+    try:
+        rep = run_contract(
+            contract,
+            _RecordingSource(sqlite_source(path), rec),
+            sink,
+            "run-stream",
+            on_progress=progress.append,
+        )
+        assert rep.status == "succeeded", rep.failure_reasons
+        assert_ledger(rep)
+        commits = [(t, done) for kind, t, done in rec.events if kind == "commit"]
+        # Commits in table order; each table ends with exactly one done commit.
+        assert [t for t, _ in commits] == sorted(
+            (t for t, _ in commits), key=order.index
+        )
+        for t in order:
+            mine = [done for c, done in commits if c == t]
+            assert mine[-1] is True and mine.count(True) == 1, (t, mine)
+        # The overlap itself: some table's first read came before the done
+        # commit of the table before it.
+        overlapped = []
+        for a, b in itertools.pairwise(order):
+            first_read_b = rec.events.index(("read", source_of[b], False))
+            done_a = rec.events.index(("commit", a, True))
+            overlapped.append(first_read_b < done_a)
+        assert any(overlapped), rec.events
+        # Progress: per table, "loaded" after its chunks, tables in order.
+        stages = [(e.table, e.stage) for e in progress if e.stage in ("load", "loaded")]
+        loaded = [t for t, s in stages if s == "loaded"]
+        assert loaded == order
+        for t in order:
+            last_load = max(
+                (i for i, (tt, s) in enumerate(stages) if tt == t and s == "load"),
+                default=-1,
+            )
+            assert last_load < stages.index((t, "loaded"))
+        # Per-table load times are reported (overlapping), and the phase's.
+        assert rep.timings["load"] > 0
+        assert all(rep.timings[f"load:{t}"] > 0 for t in order)
+        assert all(tr.seconds == rep.timings[f"load:{tr.table}"] for tr in rep.tables)
+        clean = SqliteSink(tmp_path / "clean-stream.sqlite3")
+        ref = run_contract(
+            contract, CrashAfter(sqlite_source(path), 10**9), clean, "run-plain"
+        )
+        assert_ledger(ref)
+        assert snapshot(sink, contract) == snapshot(clean, contract)
+    finally:
+        sink.drop_schema()
+        sink.close()
+
+
+def test_a_failed_read_of_the_next_table_while_commits_are_in_flight(
+    legacy_pas: Any, tmp_path: Path
+) -> None:
+    """The reader fails on the next table's first chunk while the table
+    before still has commits in flight: the run raises the source error,
+    every staged table holds exactly what its checkpoint counts, nothing of
+    the failed table is staged, and a resume finishes with a plain run's
+    rows."""
+    from connectors.sinks.sqlite import SqliteSink
+
+    path = legacy_pas(600, 21, 0.02) / "legacy_pas.sqlite3"
+    contract = load_default_contract(chunk_size=50)
+    failing = contract.table("inpatient_spell").source
+    rec = _Recorder()
+    sink = _slow_pg_sink(rec)
+    try:
+        with pytest.raises(TransientError, match=f"source read of {failing}"):
+            run_contract(
+                contract,
+                _RecordingSource(sqlite_source(path), rec, fail_on=failing),
+                sink,
+                "run-xfail",
+            )
+        assert _reader_threads() == []
+        for t in contract.table_order():
+            cp = sink.checkpoint("run-xfail", t)
+            staged = sink.count(t, run_id="run-xfail")
+            assert staged == (cp.rows_loaded if cp else 0), t
+        assert sink.checkpoint("run-xfail", "inpatient_spell") is None
+        rep = run_contract(
+            contract, _RecordingSource(sqlite_source(path), rec), sink, "run-xfail"
+        )
+        assert rep.status == "succeeded", rep.failure_reasons
+        assert rep.resumed
+        assert_ledger(rep)
+        clean = SqliteSink(tmp_path / "clean-xfail.sqlite3")
+        ref = run_contract(
+            contract, CrashAfter(sqlite_source(path), 10**9), clean, "run-plain"
+        )
+        assert_ledger(ref)
+        assert snapshot(sink, contract) == snapshot(clean, contract)
     finally:
         sink.drop_schema()
         sink.close()
