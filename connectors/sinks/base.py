@@ -520,7 +520,17 @@ class SqlSink(ABC):
     def table_profile(
         self, table: str, columns: Sequence[str], checksum_columns: Sequence[str]
     ) -> dict[str, Any]:
-        """Return rows, nulls per column and checksums of a published table."""
+        """Return rows, nulls per column and checksums of a published table.
+
+        One scan for all of them. A table that does not exist profiles as
+        empty (as ``count`` counts it 0), so the ledger reports the gap.
+        """
+        if not self.table_exists(table):
+            return {
+                "rows": 0,
+                "nulls": dict.fromkeys(columns, 0),
+                "checksums": {c: [0, 0] for c in checksum_columns},
+            }
         parts = ["COUNT(*)"]
         parts += [f"COUNT(*) - COUNT({ident(c)})" for c in columns]
         for c in checksum_columns:
@@ -544,8 +554,20 @@ class SqlSink(ABC):
     def orphan_count(
         self, table: str, column: str, ref_table: str, ref_column: str
     ) -> int:
-        """Return published rows whose ``column`` matches no ``ref_table`` row."""
+        """Return published rows whose ``column`` matches no ``ref_table`` row.
+
+        A missing table has no rows; with the referenced table missing, every
+        non-NULL reference is an orphan.
+        """
         c, r = ident(column), ident(ref_column)
+        if not self.table_exists(table):
+            return 0
+        if not self.table_exists(ref_table):
+            return int(
+                self.query(
+                    f"SELECT COUNT({c}) FROM {self.qualified(table)}"
+                )[0][0]
+            )
         sql = (
             f"SELECT COUNT(*) FROM {self.qualified(table)} c WHERE c.{c} IS NOT NULL "
             f"AND NOT EXISTS (SELECT 1 FROM {self.qualified(ref_table)} p "

@@ -237,7 +237,10 @@ class Sink(Protocol):
     def table_profile(
         self, table: str, columns: Sequence[str], checksum_columns: Sequence[str]
     ) -> dict[str, Any]:
-        """Return rows, per-column nulls and checksums of a published table."""
+        """Return rows, per-column nulls and checksums of a published table.
+
+        A table that does not exist profiles as empty (0 rows).
+        """
         ...
 
     def orphan_count(

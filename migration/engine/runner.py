@@ -8,7 +8,7 @@ import queue
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import suppress
 from dataclasses import dataclass, replace
@@ -1105,7 +1105,10 @@ def _reconcile(
         tr.rows_rejected = sum(tr.rejects_by_reason.values())
         tr.rows_excluded = sum(tr.excluded_by_rule.values())
         tr.rows_flagged = sum(tr.flags_by_reason.values())
-        tr.rows_loaded = sink.count(t)
+        # One scan gives the published rows and every column's nulls: the
+        # ledger and the metrics read the same snapshot.
+        prof = sink.table_profile(t, [f.name for f in plan.target.fields], [])
+        tr.rows_loaded = int(prof["rows"])
         tr.ledger_difference = tr.source_rows - (
             tr.rows_loaded + tr.rows_rejected + tr.rows_excluded
         )
@@ -1132,7 +1135,7 @@ def _reconcile(
         tr.ledger_balanced = not gaps
         for g in gaps:
             report.failure_reasons.append(f"{t}: ledger: {g}")
-        _column_metrics(contract, plan, cp, moved, sink, tr)
+        _column_metrics(contract, plan, cp, moved, prof, tr)
         report.tables.append(tr)
         for fk in plan.stage.foreign_keys:
             orphans = sink.orphan_count(
@@ -1197,12 +1200,9 @@ def _column_metrics(
     plan: TablePlan,
     cp: Checkpoint,
     moved: Counter[str],
-    sink: Sink,
+    prof: Mapping[str, Any],
     tr: TableReport,
 ) -> None:
-    t = plan.target.name
-    names = [f.name for f in plan.target.fields]
-    prof = sink.table_profile(t, names, [])
     field_rejects = _counter(cp.extra.get("field_rejects"))
     for reason, fname in _reason_fields(contract, plan).items():
         field_rejects[fname] += moved.get(reason, 0)

@@ -596,3 +596,36 @@ def test_a_failed_read_of_the_next_table_while_commits_are_in_flight(
     finally:
         sink.drop_schema()
         sink.close()
+
+
+def test_a_published_table_gone_missing_is_a_ledger_gap_not_a_crash(
+    legacy_pas: Any, make_sink: Any
+) -> None:
+    """Reconciliation reads each published table's rows and nulls in one
+    scan; a table dropped behind the engine's back profiles as empty, so a
+    re-reconcile reports the gap by name instead of failing on the query."""
+    sink = make_sink()
+    assert sink.table_profile("no_such_table", ["a"], ["b"]) == {
+        "rows": 0,
+        "nulls": {"a": 0},
+        "checksums": {"b": [0, 0]},
+    }
+    path = legacy_pas(300, 3, 0.02) / "legacy_pas.sqlite3"
+    contract = load_default_contract(chunk_size=100)
+    rep = run_contract(contract, sqlite_source(path), sink, "run-gone")
+    assert rep.status == "succeeded", rep.failure_reasons
+    spells = next(t for t in rep.tables if t.table == "inpatient_spell")
+    assert spells.rows_loaded > 0
+    cascade = " CASCADE" if make_sink.kind == "postgresql" else ""  # its FK
+    sink.execute(f"DROP TABLE {sink.qualified('inpatient_spell')}{cascade}")
+    again = run_contract(contract, sqlite_source(path), sink, "run-gone")
+    assert again.status == "failed"
+    reasons = again.failure_reasons
+    assert any(r.startswith("inpatient_spell: ledger: source") for r in reasons)
+    # Its children's references now point at nothing: every one is an orphan.
+    assert any(
+        r.startswith("ward_stay.") and r.endswith("rows without inpatient_spell")
+        for r in reasons
+    ), reasons
+    gone = next(t for t in again.tables if t.table == "inpatient_spell")
+    assert gone.rows_loaded == 0 and not gone.ledger_balanced
