@@ -564,9 +564,7 @@ class SqlSink(ABC):
             return 0
         if not self.table_exists(ref_table):
             return int(
-                self.query(
-                    f"SELECT COUNT({c}) FROM {self.qualified(table)}"
-                )[0][0]
+                self.query(f"SELECT COUNT({c}) FROM {self.qualified(table)}")[0][0]
             )
         sql = (
             f"SELECT COUNT(*) FROM {self.qualified(table)} c WHERE c.{c} IS NOT NULL "
