@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -236,6 +237,20 @@ def naive_pandas(csv_dir: Path, dsn: str, schema: str) -> dict[str, Any]:
     }
 
 
+def _median(
+    rounds: list[dict[str, Any]], name: str, rate: Callable[[dict[str, Any]], float]
+) -> dict[str, Any]:
+    """Return the median round's figure ``name`` (by ``rate``), with its spread.
+
+    With an even number of rounds, the lower of the middle two (the slower).
+    """
+    figures = sorted((r[name] for r in rounds), key=rate)
+    chosen = dict(figures[(len(figures) - 1) // 2])
+    if len(figures) > 1:
+        chosen["range"] = [rate(figures[0]), rate(figures[-1])]
+    return chosen
+
+
 def count_star(dsn: str, schema: str) -> dict[str, Any]:
     """Time ``count(*)`` of every published table (the reconciliation baseline)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -305,39 +320,67 @@ def run(
     rss_patients: tuple[int, ...] = (),
     with_connectors: bool = True,
     p5_patients: int | None = None,
+    repeat: int = 1,
 ) -> dict[str, Any]:
-    """Run every measurement and return the results with their ratios."""
+    """Run every measurement and return the results with their ratios.
+
+    ``repeat`` rounds of the side-by-side figures (pipeline, source read,
+    raw COPY, ``count(*)``, naive pandas); each figure is its median round.
+    """
     work.mkdir(parents=True, exist_ok=True)
     tag = f"{os.getpid()}"
     results: dict[str, Any] = {
         "patients": patients,
         "seed": seed,
+        "repeat": max(repeat, 1),
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
     }
     print(f"bench: {patients:,} patients")
     src = ensure_source(work, patients, seed)
     csv_src = ensure_source(work, patients, seed, fmt="csv")
     db_path = src["dir"] / "legacy_pas.sqlite3"
-    schema = f"bench_pipe_{tag}"
-    print("  pipeline …")
-    pipe = _child(["pipeline", str(db_path), dsn, schema])
-    pipe["rows_per_s"] = pipe["source_rows"] / pipe["seconds"]
-    # QUALITY.md P1 scopes "full pipeline" as source read -> map -> crosswalk
-    # -> validate -> COPY -> ledger: the load phase of every table. The
-    # cross-table checks, publish and reconciliation come after it and are
-    # reported beside it (end-to-end rate, and P4 for reconciliation).
-    pipe["load_seconds"] = pipe["timings"]["load"]
-    pipe["load_rows_per_s"] = pipe["source_rows"] / max(pipe["load_seconds"], 1e-9)
+    rounds: list[dict[str, Any]] = []
+    for i in range(max(repeat, 1)):
+        # Each round measures every figure once, side by side; with several
+        # rounds (a shared machine's noise) the ratios use each figure's
+        # median round, and the JSON keeps every round.
+        label = f" (round {i + 1} of {repeat})" if repeat > 1 else ""
+        schema = f"bench_pipe_{tag}_{i}"
+        print(f"  pipeline{label} …")
+        pipe = _child(["pipeline", str(db_path), dsn, schema])
+        pipe["rows_per_s"] = pipe["source_rows"] / pipe["seconds"]
+        # QUALITY.md P1 scopes "full pipeline" as source read -> map ->
+        # crosswalk -> validate -> COPY -> ledger: the load phase of every
+        # table. The cross-table checks, publish and reconciliation come after
+        # it and are reported beside it (end-to-end rate, and P4).
+        pipe["load_seconds"] = pipe["timings"]["load"]
+        pipe["load_rows_per_s"] = pipe["source_rows"] / max(pipe["load_seconds"], 1e-9)
+        print(f"  source read alone{label} …")
+        read = _child(["source_read", str(db_path)])
+        print(f"  raw COPY{label} …")
+        copy = raw_copy(dsn, schema, work)
+        print(f"  count(*){label} …")
+        count = count_star(dsn, schema)
+        drop_schema(dsn, schema)
+        print(f"  naive pandas read_csv + to_sql{label} …")
+        naive = naive_pandas(csv_src["dir"], dsn, f"bench_naive_{tag}")
+        rounds.append(
+            {
+                "pipeline": pipe,
+                "source_read": read,
+                "raw_copy": copy,
+                "count_star": count,
+                "naive_pandas": naive,
+            }
+        )
+    pipe = _median(rounds, "pipeline", lambda r: r["load_rows_per_s"])
     results["pipeline"] = pipe
-    print("  source read alone …")
-    results["source_read"] = _child(["source_read", str(db_path)])
-    print("  raw COPY …")
-    results["raw_copy"] = raw_copy(dsn, schema, work)
-    print("  count(*) …")
-    results["count_star"] = count_star(dsn, schema)
-    drop_schema(dsn, schema)
-    print("  naive pandas read_csv + to_sql …")
-    results["naive_pandas"] = naive_pandas(csv_src["dir"], dsn, f"bench_naive_{tag}")
+    results["source_read"] = _median(rounds, "source_read", lambda r: r["rows_per_s"])
+    results["raw_copy"] = _median(rounds, "raw_copy", lambda r: r["rows_per_s"])
+    results["count_star"] = _median(rounds, "count_star", lambda r: -r["seconds"])
+    results["naive_pandas"] = _median(rounds, "naive_pandas", lambda r: r["rows_per_s"])
+    if repeat > 1:
+        results["rounds"] = rounds
     recon = pipe["timings"].get("reconcile", 0.0)
     checks = pipe["timings"].get("checksums", 0.0)
     copy_rate = results["raw_copy"]["rows_per_s"]
@@ -420,9 +463,19 @@ def table(results: dict[str, Any]) -> str:
             for k, v in p["timings"].items()
             if not k.startswith("load") and k != "total"
         ),
-        "",
-        "ratios (target):",
     ]
+    if results.get("repeat", 1) > 1:
+        rng = {
+            k: results[k].get("range", [0, 0])
+            for k in ("pipeline", "raw_copy", "naive_pandas")
+        }
+        lines.append(
+            f"each figure is the median of {results['repeat']} rounds; rows/s "
+            f"ranges: load {rng['pipeline'][0]:,.0f}-{rng['pipeline'][1]:,.0f}, "
+            f"raw COPY {rng['raw_copy'][0]:,.0f}-{rng['raw_copy'][1]:,.0f}, "
+            f"to_sql {rng['naive_pandas'][0]:,.0f}-{rng['naive_pandas'][1]:,.0f}"
+        )
+    lines += ["", "ratios (target):"]
     r = results["ratios"]
     lines += [
         f"  P1 pipeline load / raw COPY   {r['P1_pipeline_vs_raw_copy']:.3f}  (>= 0.6)"

@@ -13,7 +13,9 @@ import json
 from pathlib import Path
 
 import psycopg
+import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from migration import bench
 
@@ -63,3 +65,48 @@ def test_bench_runs_every_measurement_and_reports_ratios(tmp_path: Path) -> None
             "OR nspname LIKE 'bench\\_naive\\_%' OR nspname LIKE '%\\_bare'"
         ).fetchall()
     assert left == []
+
+
+def test_bench_repeats_rounds_and_reports_each_figures_median(tmp_path: Path) -> None:
+    """``--repeat 3``: every side-by-side figure is measured in each round; the
+    reported figure is the median round (kept in ``rounds`` with the others),
+    the ratios are computed from those, and no scratch schema is left."""
+    out = tmp_path / "bench.json"
+    stdout = io.StringIO()
+    call_command(
+        "bench",
+        patients=200,
+        seed=6,
+        no_connectors=True,
+        repeat=3,
+        work=tmp_path / "work",
+        json=out,
+        stdout=stdout,
+    )
+    res = json.loads(out.read_text())
+    assert res["repeat"] == 3 and len(res["rounds"]) == 3
+    for name, rate in (
+        ("pipeline", "load_rows_per_s"),
+        ("raw_copy", "rows_per_s"),
+        ("naive_pandas", "rows_per_s"),
+        ("source_read", "rows_per_s"),
+    ):
+        rates = sorted(r[name][rate] for r in res["rounds"])
+        assert res[name][rate] == rates[1], name  # the median of three
+        assert res[name]["range"] == [rates[0], rates[2]], name
+    assert res["ratios"]["P1_pipeline_vs_raw_copy"] == (
+        res["pipeline"]["load_rows_per_s"] / res["raw_copy"]["rows_per_s"]
+    )
+    assert all(r["pipeline"]["ledger_balanced"] for r in res["rounds"])
+    assert "median of 3 rounds" in stdout.getvalue()
+    with psycopg.connect(bench.DEFAULT_DSN) as conn:
+        left = conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'bench\\_pipe\\_%' "
+            "OR nspname LIKE 'bench\\_naive\\_%' OR nspname LIKE '%\\_bare'"
+        ).fetchall()
+    assert left == []
+
+
+def test_bench_refuses_a_non_positive_repeat(tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match="--repeat must be positive"):
+        call_command("bench", patients=10, repeat=0, work=tmp_path, no_connectors=True)

@@ -37,12 +37,21 @@ class Command(BaseCommand):
             help="source size for the P5 connector reads (1M patients: ~2M "
             "appointment rows, enough for steady-state JDBC/ODBC throughput)",
         )
+        parser.add_argument(
+            "--repeat",
+            type=int,
+            default=1,
+            help="rounds of the side-by-side figures; each is reported as its "
+            "median round (a shared machine is noisy)",
+        )
         parser.add_argument("--json", type=Path, default=None)
         parser.add_argument("--work", type=Path, default=None)
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["patients"] <= 0:
             raise CommandError("--patients must be positive", returncode=2)
+        if options["repeat"] <= 0:
+            raise CommandError("--repeat must be positive", returncode=2)
         try:
             sizes = tuple(
                 int(s) for s in options["rss_patients"].split(",") if s.strip()
@@ -60,6 +69,7 @@ class Command(BaseCommand):
             rss_patients=sizes,
             with_connectors=not options["no_connectors"],
             p5_patients=options["p5_patients"],
+            repeat=options["repeat"],
         )
         self.stdout.write(bench.table(results))
         if options["json"]:
