@@ -377,7 +377,9 @@ def run(
     results["pipeline"] = pipe
     results["source_read"] = _median(rounds, "source_read", lambda r: r["rows_per_s"])
     results["raw_copy"] = _median(rounds, "raw_copy", lambda r: r["rows_per_s"])
-    results["count_star"] = _median(rounds, "count_star", lambda r: -r["seconds"])
+    results["count_star"] = _median(
+        rounds, "count_star", lambda r: r["rows"] / max(r["seconds"], 1e-9)
+    )
     results["naive_pandas"] = _median(rounds, "naive_pandas", lambda r: r["rows_per_s"])
     if repeat > 1:
         results["rounds"] = rounds
