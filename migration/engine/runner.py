@@ -408,9 +408,9 @@ def load_range(
         cp = _range_checkpoint(sink, run_id, table, range_id)
         rr.resumed = True
     else:
-        finished = _load_table(
+        finished = _load_tables(
             contract,
-            plan,
+            [(plan, KeyRange(range_id, after_key, upto_key))],
             source,
             sink,
             run_id,
@@ -419,7 +419,6 @@ def load_range(
             on_progress,
             should_cancel,
             report,
-            KeyRange(range_id, after_key, upto_key),
         )
         rr.status = "done" if finished else "cancelled"
         rr.resumed = report.resumed
@@ -1008,34 +1007,6 @@ def _load_tables(
         suffix = "" if unit.rng.range_id == WHOLE_TABLE else f":{unit.rng.range_id}"
         report.timings[f"load:{unit.table}{suffix}"] = unit.seconds
     return True
-
-
-def _load_table(
-    contract: Contract,
-    plan: TablePlan,
-    source: Source,
-    sink: Sink,
-    run_id: str,
-    xctx: TransformContext,
-    rctx: RuleContext,
-    on_progress: ProgressFn | None,
-    should_cancel: CancelFn | None,
-    report: RunReport,
-    key_range: KeyRange | None = None,
-) -> bool:
-    """Stage one table (or one key range of it); False when cancelled."""
-    return _load_tables(
-        contract,
-        [(plan, key_range or KeyRange(WHOLE_TABLE))],
-        source,
-        sink,
-        run_id,
-        xctx,
-        rctx,
-        on_progress,
-        should_cancel,
-        report,
-    )
 
 
 def _reason_fields(contract: Contract, plan: TablePlan) -> dict[str, str]:

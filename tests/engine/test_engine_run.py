@@ -438,6 +438,21 @@ def test_no_chunk_commits_after_an_earlier_commit_failed(legacy_pas: Any) -> Non
         sink.close()
 
 
+def _assert_rows_of_a_plain_run(
+    sink: Any, contract: Any, path: Path, tmp_path: Path
+) -> None:
+    """The published rows equal those of a plain run (no read-ahead, no
+    write-behind) of the same source into a fresh SQLite target."""
+    from connectors.sinks.sqlite import SqliteSink
+
+    clean = SqliteSink(tmp_path / "clean-plain.sqlite3")
+    ref = run_contract(
+        contract, CrashAfter(sqlite_source(path), 10**9), clean, "run-plain"
+    )
+    assert_ledger(ref)
+    assert snapshot(sink, contract) == snapshot(clean, contract)
+
+
 class _Recorder:
     """Events from the reader, writer and caller threads, in one total order."""
 
@@ -492,8 +507,6 @@ def test_tables_stream_into_each_other_and_commit_in_order(
     table's first chunk is read while the table before is still committing,
     yet commits keep table order, each table's done checkpoint is its last
     commit, progress says so in order, and the rows are a plain run's."""
-    from connectors.sinks.sqlite import SqliteSink
-
     path = legacy_pas(600, 21, 0.02) / "legacy_pas.sqlite3"
     contract = load_default_contract(chunk_size=50)
     order = contract.table_order()
@@ -541,12 +554,7 @@ def test_tables_stream_into_each_other_and_commit_in_order(
         assert rep.timings["load"] > 0
         assert all(rep.timings[f"load:{t}"] > 0 for t in order)
         assert all(tr.seconds == rep.timings[f"load:{tr.table}"] for tr in rep.tables)
-        clean = SqliteSink(tmp_path / "clean-stream.sqlite3")
-        ref = run_contract(
-            contract, CrashAfter(sqlite_source(path), 10**9), clean, "run-plain"
-        )
-        assert_ledger(ref)
-        assert snapshot(sink, contract) == snapshot(clean, contract)
+        _assert_rows_of_a_plain_run(sink, contract, path, tmp_path)
     finally:
         sink.drop_schema()
         sink.close()
@@ -560,8 +568,6 @@ def test_a_failed_read_of_the_next_table_while_commits_are_in_flight(
     every staged table holds exactly what its checkpoint counts, nothing of
     the failed table is staged, and a resume finishes with a plain run's
     rows."""
-    from connectors.sinks.sqlite import SqliteSink
-
     path = legacy_pas(600, 21, 0.02) / "legacy_pas.sqlite3"
     contract = load_default_contract(chunk_size=50)
     failing = contract.table("inpatient_spell").source
@@ -587,12 +593,7 @@ def test_a_failed_read_of_the_next_table_while_commits_are_in_flight(
         assert rep.status == "succeeded", rep.failure_reasons
         assert rep.resumed
         assert_ledger(rep)
-        clean = SqliteSink(tmp_path / "clean-xfail.sqlite3")
-        ref = run_contract(
-            contract, CrashAfter(sqlite_source(path), 10**9), clean, "run-plain"
-        )
-        assert_ledger(ref)
-        assert snapshot(sink, contract) == snapshot(clean, contract)
+        _assert_rows_of_a_plain_run(sink, contract, path, tmp_path)
     finally:
         sink.drop_schema()
         sink.close()

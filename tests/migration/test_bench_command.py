@@ -20,6 +20,14 @@ from django.core.management.base import CommandError
 from migration import bench
 
 
+def _scratch_schemas_left() -> list[tuple[str]]:
+    with psycopg.connect(bench.DEFAULT_DSN) as conn:
+        return conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'bench\\_pipe\\_%' "
+            "OR nspname LIKE 'bench\\_naive\\_%' OR nspname LIKE '%\\_bare'"
+        ).fetchall()
+
+
 def test_bench_runs_every_measurement_and_reports_ratios(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     stdout = io.StringIO()
@@ -59,12 +67,7 @@ def test_bench_runs_every_measurement_and_reports_ratios(tmp_path: Path) -> None
     text = stdout.getvalue()
     assert "P1 pipeline load / raw COPY" in text and "P4 reconcile" in text
     # No scratch schema is left behind.
-    with psycopg.connect(bench.DEFAULT_DSN) as conn:
-        left = conn.execute(
-            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'bench\\_pipe\\_%' "
-            "OR nspname LIKE 'bench\\_naive\\_%' OR nspname LIKE '%\\_bare'"
-        ).fetchall()
-    assert left == []
+    assert _scratch_schemas_left() == []
 
 
 def test_bench_repeats_rounds_and_reports_each_figures_median(tmp_path: Path) -> None:
@@ -99,12 +102,7 @@ def test_bench_repeats_rounds_and_reports_each_figures_median(tmp_path: Path) ->
     )
     assert all(r["pipeline"]["ledger_balanced"] for r in res["rounds"])
     assert "median of 3 rounds" in stdout.getvalue()
-    with psycopg.connect(bench.DEFAULT_DSN) as conn:
-        left = conn.execute(
-            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'bench\\_pipe\\_%' "
-            "OR nspname LIKE 'bench\\_naive\\_%' OR nspname LIKE '%\\_bare'"
-        ).fetchall()
-    assert left == []
+    assert _scratch_schemas_left() == []
 
 
 def test_bench_refuses_a_non_positive_repeat(tmp_path: Path) -> None:
