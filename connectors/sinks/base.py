@@ -105,6 +105,18 @@ class SqlSink(ABC):
         """Drop a column of a staged table."""
         self.execute(f"ALTER TABLE {table_sql} DROP COLUMN {ident(column)}")
 
+    def resolve_lookup(
+        self, run_id: str, table: str, step: StagedStep, names: Mapping[str, str]
+    ) -> None:
+        """Set a staged field from its parent row (a ``resolve`` step), by UPDATE."""
+        field, lkc = step.columns
+        match, take = step.ref_columns
+        me = names[table]
+        self.execute(
+            f"UPDATE {me} SET {ident(field)} = r.{ident(take)} "
+            f"FROM {names[step.ref_table]} r WHERE r.{ident(match)} = {me}.{ident(lkc)}"
+        )
+
     @abstractmethod
     def swap(self, run_id: str, tables: Sequence[str]) -> None:
         """Rename staging into place (inside the publish transaction)."""
@@ -366,6 +378,8 @@ class SqlSink(ABC):
                     self._move(run_id, table, me, step, names, result)
                 elif step.kind == "update":
                     self.execute(step.sql.format_map(names))
+                elif step.kind == "resolve":
+                    self.resolve_lookup(run_id, table, step, names)
                 elif step.kind == "unique_index":
                     idx = ident(f"{self.staged_name(run_id, table)}_u{i}"[:60])
                     cols = ", ".join(ident(c) for c in step.columns)

@@ -8,7 +8,7 @@ a killed worker would lose every "committed" chunk (QUALITY.md, traps).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -177,6 +177,69 @@ class PostgresSink(SqlSink):
             return super().apply_staged_steps(run_id, table, steps)
         finally:
             self.execute("RESET default_statistics_target")
+
+    def drop_column(self, table_sql: str, column: str) -> None:
+        """Drop a column of a staged table (a lookup's rewrite may have dropped it)."""
+        self.execute(f"ALTER TABLE {table_sql} DROP COLUMN IF EXISTS {ident(column)}")
+
+    def resolve_lookup(
+        self, run_id: str, table: str, step: StagedStep, names: Mapping[str, str]
+    ) -> None:
+        """Resolve a lookup by rewriting the staged table, not by UPDATE.
+
+        An UPDATE writes a new version of every row and leaves the old ones
+        dead: the table doubles, and the unique indexes, checks, publish,
+        reconciliation and checksums that follow read both. A new table
+        filled by one INSERT ... SELECT with the parent joined in is written
+        once, compact, without the lookup column, and takes the old one's
+        name in the same transaction (no index, constraint or reference to
+        the staged table exists yet at this point of the phase). A match
+        column that is not unique in the parent would multiply rows: the
+        row count is checked, and a difference fails the phase (rolled back).
+        """
+        field, lkc = step.columns
+        match, take = step.ref_columns
+        name = self.staged_name(run_id, table)
+        me = self.qualified(name)
+        new = self.qualified(f"{name[:56]}_lookup")
+        cols = [
+            (str(c), str(t))
+            for c, t in self.query(
+                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                "WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped "
+                "ORDER BY attnum",
+                (me,),
+            )
+            if c != lkc
+        ]
+        kind = "UNLOGGED TABLE" if self.unlogged else "TABLE"
+        self.execute(f"DROP TABLE IF EXISTS {new}")
+        self.execute(
+            f"CREATE {kind} {new} ("
+            + ", ".join(f"{ident(c)} {t}" for c, t in cols)
+            + ")"
+        )
+        r_match, r_take = f"r.{ident(match)}", f"r.{ident(take)}"
+        picked = [
+            f"CASE WHEN {r_match} IS NOT NULL THEN {r_take} ELSE c.{ident(c)} END"
+            if c == field
+            else f"c.{ident(c)}"
+            for c, _ in cols
+        ]
+        copied = self.execute(
+            f"INSERT INTO {new} ({', '.join(ident(c) for c, _ in cols)}) "
+            f"SELECT {', '.join(picked)} FROM {me} c "
+            f"LEFT JOIN {names[step.ref_table]} r ON {r_match} = c.{ident(lkc)}"
+        )
+        had = int(self.query(f"SELECT COUNT(*) FROM {me}")[0][0])
+        if copied != had:
+            raise TerminalError(
+                f"{table}: the lookup of {field} in {step.ref_table} matched "
+                f"several {step.ref_table} rows for one {lkc} ({copied} rows "
+                f"from {had}); its match column {match!r} must be unique there"
+            )
+        self.execute(f"DROP TABLE {me}")
+        self.execute(f"ALTER TABLE {new} RENAME TO {ident(name)}")
 
     def add_foreign_key(self, run_id: str, table: str, step: StagedStep) -> None:
         """Add the FK between staging tables (renames keep it pointing right)."""

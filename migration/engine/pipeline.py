@@ -201,12 +201,11 @@ def staged_steps(contract: Contract, plan: TablePlan) -> list[StagedStep]:
         )
         steps.append(
             StagedStep(
-                kind="update",
+                kind="resolve",
                 rule_id=f"ENG-RESOLVE-{fm.target}",
-                sql=(
-                    f"UPDATE {t} SET {fm.target} = r.{fm.lookup.take} FROM {p} r "
-                    f"WHERE r.{fm.lookup.match} = {t}.{lkc}"
-                ),
+                columns=(fm.target, lkc),
+                ref_table=fm.lookup.table,
+                ref_columns=(fm.lookup.match, fm.lookup.take),
             )
         )
         steps.append(StagedStep(kind="drop_column", columns=(lkc,)))

@@ -138,9 +138,13 @@ class StagedStep:
     kinds: ``reject`` / ``flag`` (``sql`` is a SELECT of ``_source_key,
     _source_table, raw_value`` over staged tables named by ``{table}``
     placeholders; rejected rows move from staging to the reject store),
-    ``update`` (``sql`` is an UPDATE over staged tables), ``unique_index``
-    and ``drop_column`` (``columns``), ``foreign_key`` (``columns`` ->
-    ``ref_table``/``ref_columns``; sinks without ALTER ADD FK may skip it).
+    ``update`` (``sql`` is an UPDATE over staged tables), ``resolve``
+    (``columns`` = (field, lookup column): set the field to ``ref_table``'s
+    ``ref_columns[1]`` where its ``ref_columns[0]`` equals the lookup column;
+    rows without a parent keep the field; how is the sink's choice, an
+    UPDATE or a rewrite of the table), ``unique_index`` and ``drop_column``
+    (``columns``), ``foreign_key`` (``columns`` -> ``ref_table``/
+    ``ref_columns``; sinks without ALTER ADD FK may skip it).
     """
 
     kind: str

@@ -13,7 +13,14 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from engine_kit import assert_ledger, mini_pas, patient, sqlite_source, target_rows
+from engine_kit import (
+    PG_DSN,
+    assert_ledger,
+    mini_pas,
+    patient,
+    sqlite_source,
+    target_rows,
+)
 
 from migration.engine.contract import contract_from_json
 from migration.engine.defaults import default_contract_dict, load_default_contract
@@ -292,8 +299,6 @@ def test_write_behind_commits_each_checkpoint_as_it_was_when_sent(
     import json
     import uuid
 
-    from engine_kit import PG_DSN
-
     from connectors.sinks.postgresql import PostgresSink
 
     seen: list[tuple[str, int, int]] = []
@@ -398,8 +403,6 @@ def test_no_chunk_commits_after_an_earlier_commit_failed(legacy_pas: Any) -> Non
     checkpoint would count rows that are not there."""
     import uuid
 
-    from engine_kit import PG_DSN
-
     from connectors.sinks.postgresql import PostgresSink
 
     commits: list[int] = []
@@ -486,8 +489,6 @@ class _RecordingSource(CrashAfter):
 
 def _slow_pg_sink(rec: _Recorder) -> Any:
     import uuid
-
-    from engine_kit import PG_DSN
 
     from connectors.sinks.postgresql import PostgresSink
 
@@ -630,3 +631,117 @@ def test_a_published_table_gone_missing_is_a_ledger_gap_not_a_crash(
     ), reasons
     gone = next(t for t in again.tables if t.table == "inpatient_spell")
     assert gone.rows_loaded == 0 and not gone.ledger_balanced
+
+
+def test_postgres_resolves_lookups_by_a_compact_rewrite(
+    legacy_pas: Any, pg_schema: str, tmp_path: Path
+) -> None:
+    """On PostgreSQL a lookup rewrites the staged table instead of UPDATing
+    every row: the published child tables hold no dead lookup column (a
+    dropped column would stay in every row of an UPDATEd table), and the
+    rows are the same as the SQLite sink's, which resolves by UPDATE."""
+    from connectors.sinks.postgresql import PostgresSink
+    from connectors.sinks.sqlite import SqliteSink
+
+    path = legacy_pas(1500, 7, 0.03) / "legacy_pas.sqlite3"
+    contract = load_default_contract(chunk_size=400)
+    pg = PostgresSink(PG_DSN, schema=pg_schema)
+    rep = run_contract(contract, sqlite_source(path), pg, "run-lk")
+    assert rep.status == "succeeded", rep.failure_reasons
+    assert_ledger(rep)
+    children = ("inpatient_spell", "ward_stay", "outpatient_appointment")
+    for table in children:
+        attrs = pg.query(
+            "SELECT attname, attisdropped FROM pg_attribute WHERE attrelid = "
+            "to_regclass(%s) AND attnum > 0",
+            (pg.qualified(table),),
+        )
+        assert attrs, table
+        assert not [a for a, dropped in attrs if dropped], table
+        assert not [a for a, _ in attrs if a.startswith("_lk_")], table
+    # every child row found its parent (nothing lost or NULLed by the join)
+    assert {c.orphans for c in rep.fk_chains} == {0}
+    nulls = pg.query(
+        f"SELECT COUNT(*) FROM {pg.qualified('ward_stay')} WHERE spell_number IS NULL"
+    )
+    assert nulls[0][0] == 0
+    clean = SqliteSink(tmp_path / "by-update.sqlite3")
+    ref = run_contract(contract, sqlite_source(path), clean, "run-lk-ref")
+    assert_ledger(ref)
+    assert snapshot(pg, contract) == snapshot(clean, contract)
+    pg.close()
+
+
+def test_postgres_lookup_refuses_a_parent_match_that_is_not_unique(
+    pg_schema: str,
+) -> None:
+    """A lookup whose match column repeats in the parent would multiply the
+    child's rows in a join: the phase fails, naming it, and rolls back."""
+    from connectors.sinks.postgresql import PostgresSink
+    from migration.engine.errors import TerminalError
+    from migration.engine.ports import StagedStep
+
+    sink = PostgresSink(PG_DSN, schema=pg_schema)
+    parent = sink.qualified(sink.staged_name("run-dup", "patient"))
+    child = sink.qualified(sink.staged_name("run-dup", "inpatient_spell"))
+    sink.execute(f"CREATE TABLE {parent} (_source_key TEXT, pas_number TEXT)")
+    sink.execute(f"INSERT INTO {parent} VALUES ('1', 'P1'), ('1', 'P9'), ('2', 'P2')")
+    sink.execute(
+        f"CREATE TABLE {child} (spell_number TEXT, patient_pas_number TEXT, "
+        "_source_key TEXT, _lk_patient_pas_number TEXT)"
+    )
+    sink.execute(
+        f"INSERT INTO {child} VALUES ('S1', NULL, 'a', '1'), ('S2', NULL, 'b', '2')"
+    )
+    step = StagedStep(
+        kind="resolve",
+        rule_id="ENG-RESOLVE-patient_pas_number",
+        columns=("patient_pas_number", "_lk_patient_pas_number"),
+        ref_table="patient",
+        ref_columns=("_source_key", "pas_number"),
+    )
+    with pytest.raises(
+        TerminalError, match="match column '_source_key' must be unique"
+    ):
+        sink.apply_staged_steps("run-dup", "inpatient_spell", [step])
+    # rolled back: the staged table is as it was, lookup column and all
+    rows = sink.query(
+        f"SELECT spell_number, patient_pas_number, _lk_patient_pas_number "
+        f"FROM {child} ORDER BY 1"
+    )
+    assert rows == [("S1", None, "1"), ("S2", None, "2")]
+    assert sink.marker("run-dup", "xt:inpatient_spell") is None
+    # with a unique parent the same step resolves, and the lookup column goes
+    sink.execute(f"DELETE FROM {parent} WHERE pas_number = 'P9'")
+    sink.apply_staged_steps("run-dup", "inpatient_spell", [step])
+    assert sink.query(
+        f"SELECT spell_number, patient_pas_number FROM {child} ORDER BY 1"
+    ) == [("S1", "P1"), ("S2", "P2")]
+    sink.close()
+
+
+def test_postgres_unlogged_staging_publishes_logged_tables(
+    legacy_pas: Any, pg_schema: str
+) -> None:
+    """``unlogged=True``: staging (lookup rewrites included) is UNLOGGED, the
+    foreign keys between staged tables hold, and publish makes every table
+    LOGGED again, with the same ledger as a logged run."""
+    from connectors.sinks.postgresql import PostgresSink
+
+    path = legacy_pas(1500, 7, 0.03) / "legacy_pas.sqlite3"
+    contract = load_default_contract(chunk_size=400)
+    sink = PostgresSink(PG_DSN, schema=pg_schema, unlogged=True)
+    rep = run_contract(contract, sqlite_source(path), sink, "run-ul")
+    assert rep.status == "succeeded", rep.failure_reasons
+    assert_ledger(rep)
+    kinds = dict(
+        sink.query(
+            "SELECT c.relname, c.relpersistence FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'",
+            (pg_schema,),
+        )
+    )
+    published = [t.name for t in contract.target.tables]
+    assert {t: kinds[t] for t in published} == {t: "p" for t in published}
+    assert {c.orphans for c in rep.fk_chains} == {0}
+    sink.close()
