@@ -213,7 +213,6 @@ class PostgresSink(SqlSink):
             if c != lkc
         ]
         kind = "UNLOGGED TABLE" if self.unlogged else "TABLE"
-        self.execute(f"DROP TABLE IF EXISTS {new}")
         self.execute(
             f"CREATE {kind} {new} ("
             + ", ".join(f"{ident(c)} {t}" for c, t in cols)

@@ -141,8 +141,8 @@ class StagedStep:
     ``update`` (``sql`` is an UPDATE over staged tables), ``resolve``
     (``columns`` = (field, lookup column): set the field to ``ref_table``'s
     ``ref_columns[1]`` where its ``ref_columns[0]`` equals the lookup column;
-    rows without a parent keep the field; how is the sink's choice, an
-    UPDATE or a rewrite of the table), ``unique_index`` and ``drop_column``
+    rows without a parent keep the field; the sink chooses how: an UPDATE
+    or a rewrite of the table), ``unique_index`` and ``drop_column``
     (``columns``), ``foreign_key`` (``columns`` -> ``ref_table``/
     ``ref_columns``; sinks without ALTER ADD FK may skip it).
     """
