@@ -11,8 +11,10 @@ reference is ever written to the audit trail, only the field names.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -210,7 +212,7 @@ def connector_open(
     """Return an unconnected source/target for ``connector`` whose every statement
     is written to the connector's query log (who, when, shape, rows, time, outcome).
     """
-    source = get_kind(connector.kind).open(connector.config, name=connector.name)
+    source = _open_kind(connector)
     if hasattr(source, "on_query"):
         source.on_query = query_observer(
             connector=connector,
@@ -317,7 +319,23 @@ _UNSET_DIALECT: Any = object()
 
 def connector_open_plain(connector: Connector) -> Any:
     """Return the kind object of ``connector`` without a query log observer."""
-    return get_kind(connector.kind).open(connector.config, name=connector.name)
+    return _open_kind(connector)
+
+
+def _open_kind(connector: Connector) -> Any:
+    """Open ``connector``'s kind; flat extracts land (when unsorted) in the data dir.
+
+    A landed copy holds the extract's rows: it goes under ``PAS_DATA_DIR``
+    (the product's own data, backed up and cleaned with it), not the system
+    temporary directory, unless the connector names a folder of its own.
+    """
+    spec = get_kind(connector.kind)
+    config = dict(connector.config or {})
+    if "landing_dir" in spec.config_model.model_fields and not config.get(
+        "landing_dir"
+    ):
+        config["landing_dir"] = str(Path(settings.PAS_DATA_DIR) / "landing")
+    return spec.open(config, name=connector.name)
 
 
 def query_log_record(

@@ -24,12 +24,15 @@ from pydantic import Field
 
 from connectors.kinds import register
 from connectors.kinds.base import to_pandas
-from connectors.kinds.files import FileConfig, FileSource
+from connectors.kinds.files import FileConfig, FileSource, OrderFlags
 
 __all__ = ["CsvConfig", "CsvSource"]
 
 _INT_RX = r"^-?(0|[1-9][0-9]{0,8})$"
-_FLOAT_RX = r"^-?([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)([eE][-+]?[0-9]+)?$"
+# A float has a point or an exponent: a bare digit string that is not an
+# integer (a leading zero, 10+ digits) is an identifier -- NHS numbers, ZIP
+# and postcode-like codes -- and stays text, never 4857773456.0 or 2155.0.
+_FLOAT_RX = r"^-?(([0-9]+\.[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)$"
 
 
 class CsvConfig(FileConfig):
@@ -135,7 +138,9 @@ class CsvSource(FileSource):
             cols = [b.column(i).to_pylist() for i in range(b.num_columns)]
             yield list(b.schema.names), [list(r) for r in zip(*cols, strict=True)]
 
-    def _scan_file(self, path: Path) -> tuple[list[str], dict[str, set[str]], int]:
+    def _scan_file(
+        self, path: Path
+    ) -> tuple[list[str], dict[str, set[str]], int, OrderFlags]:
         names = self._header(path)
         # Strict structural pass first (once per file version): a malformed
         # record anywhere fails the whole table with its line number.
@@ -144,11 +149,15 @@ class CsvSource(FileSource):
         if self._strict_records < 0:
             raise err
         seen: dict[str, set[str]] = {n: set() for n in names}
+        # Which columns are strictly increasing (as text, as integers): the
+        # engine reads by key, and a file already in key order streams as is.
+        order = {n: _Order() for n in names}
         rows = 0
         for b in self._batches(path):
             rows += b.num_rows
             for n in names:
                 col = b.column(n)
+                order[n].add(col)
                 kinds = seen[n]
                 if col.null_count:
                     kinds.add("null")
@@ -161,10 +170,13 @@ class CsvSource(FileSource):
                     values = pc.filter(values, pc.invert(empty))
                 if len(values) == 0 or "text" in kinds:
                     continue
-                if pc.all(pc.match_substring_regex(values, _INT_RX)).as_py():
+                ints = pc.match_substring_regex(values, _INT_RX)
+                if pc.all(ints).as_py():
                     kinds.add("integer")
-                elif pc.all(pc.match_substring_regex(values, _FLOAT_RX)).as_py():
-                    kinds.add("float")
+                elif pc.all(
+                    pc.or_(ints, pc.match_substring_regex(values, _FLOAT_RX))
+                ).as_py():
+                    kinds.add("float")  # integers and floats: a float column
                 else:
                     kinds.add("text")
         if rows != self._strict_records:
@@ -172,7 +184,7 @@ class CsvSource(FileSource):
                 f"{path.name}: {rows} records parsed but {self._strict_records} in the "
                 "file; refusing to guess"
             )
-        return names, seen, rows
+        return names, seen, rows, {n: (o.text, o.integer) for n, o in order.items()}
 
     def _frames(self, table: str, batch: int) -> Iterator[pd.DataFrame]:
         scan = self._scan(table)
@@ -198,6 +210,47 @@ class CsvSource(FileSource):
                 rows = rest.num_rows
         if rows:
             yield to_pandas(pa.Table.from_batches(pending))
+
+
+class _Order:
+    """Whether a column's batches so far are non-null and strictly increasing.
+
+    As text (Arrow compares UTF-8 bytes, i.e. code points, as Python does)
+    and as integers (only while every value is a decimal integer).
+    """
+
+    def __init__(self) -> None:
+        self.text = True
+        self.integer = True
+        self._last_text: str | None = None
+        self._last_int: int | None = None
+
+    def add(self, col: pa.Array) -> None:
+        if not (self.text or self.integer) or len(col) == 0:
+            return
+        if col.null_count:
+            self.text = self.integer = False
+            return
+        if self.text:
+            self.text = _rising(col, self._last_text)
+            self._last_text = col[-1].as_py()
+        if self.integer:
+            if not pc.all(pc.match_substring_regex(col, _INT_RX)).as_py():
+                self.integer = False
+                return
+            ints = pc.cast(col, pa.int64())
+            self.integer = _rising(ints, self._last_int)
+            self._last_int = ints[-1].as_py()
+
+
+def _rising(values: pa.Array, previous: Any) -> bool:
+    """Return whether ``values`` rise strictly, starting above ``previous``."""
+    if previous is not None and not values[0].as_py() > previous:
+        return False
+    if len(values) < 2:
+        return True
+    n = len(values)
+    return bool(pc.all(pc.greater(values.slice(1), values.slice(0, n - 1))).as_py())
 
 
 register("csv", CsvConfig, CsvSource)

@@ -3,9 +3,19 @@ pass that validates the encoding (byte offset of the first bad byte) and the
 structure (line number of the first malformed record) and infers column types,
 and the Source port over a stream of DataFrames.
 
-A file is never silently skipped or partially read: a malformed record, a
-wrong encoding or a file that is not sorted by the requested key raises
-TerminalError naming the connector, the file and the line or byte offset.
+A file is never silently skipped or partially read: a malformed record or a
+wrong encoding raises TerminalError naming the connector, the file and the
+line or byte offset.
+
+The engine reads in key order (its checkpoints are keys). An extract sorted
+by the key is streamed as it is. One that is not -- third-party extracts
+rarely are -- is *landed* first: copied once, in bounded memory, into a
+private SQLite file with the key as its clustered primary key, and read back
+in key pages from there. The landed copy is named after the file, the key
+and the file's version (mtime, size, columns, types), so a resumed run or a
+parallel range reads the same copy, and a changed extract is landed again
+(the stale copy removed). A missing or repeated key value fails the landing
+with a clear error (no value named: keys can be patient identifiers).
 
 Framework-free: no Django import.
 """
@@ -13,11 +23,19 @@ Framework-free: no Django import.
 from __future__ import annotations
 
 import codecs
+import hashlib
+import json
+import logging
 import os
 import re
+import sqlite3
+import stat
+import tempfile
 import time
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -27,16 +45,20 @@ import pyarrow as pa
 from pydantic import Field
 
 from connectors.governor import Governor
-from connectors.kinds.base import CheckResult, KindConfig, frame_from_rows
+from connectors.kinds.base import CheckResult, KindConfig, frame_from_rows, to_pandas
 from connectors.kinds.profiling import Profiler, TableProfile
 from migration.engine.errors import EngineError, TerminalError
 from migration.engine.ports import ColumnInfo, TableInfo
 
 __all__ = ["FileConfig", "FileSource", "check_encoding"]
 
+log = logging.getLogger("pasportal.connectors")
+
 TypeName = Literal["integer", "float", "text", "boolean"]
 _INT = re.compile(r"^-?(0|[1-9]\d{0,8})$")  # 10+ digits stay text: NHS numbers
-_FLOAT = re.compile(r"^-?(\d+\.\d*|\.\d+|\d+)([eE][-+]?\d+)?$")
+# A point or an exponent: other digit strings that are not integers
+# (leading zero, 10+ digits) are identifiers and stay text.
+_FLOAT = re.compile(r"^-?((\d+\.\d*|\.\d+)([eE][-+]?\d+)?|\d+[eE][-+]?\d+)$")
 _ARROW = {"integer": pa.int64(), "float": pa.float64(), "text": pa.string(),
           "boolean": pa.bool_()}  # fmt: skip
 _DECLARED = {
@@ -57,6 +79,12 @@ class FileConfig(KindConfig):
     infer_types: bool = True
     #: Explicit types per table and column, overriding inference.
     column_types: dict[str, dict[str, TypeName]] = Field(default_factory=dict)
+    landing_dir: str | None = Field(
+        None,
+        description="where extracts not sorted by the order key are landed "
+        "(sorted) for reading; default: a private folder in the system "
+        "temporary directory",
+    )
 
     def model_post_init(self, __context: Any) -> None:
         try:
@@ -94,12 +122,20 @@ def check_encoding(path: Path, encoding: str, *, block: int = 1 << 20) -> None:
             base += len(data)
 
 
+#: Per column, from a scan: (strictly increasing as text, as integers), both
+#: False once a NULL is seen.
+OrderFlags = dict[str, tuple[bool, bool]]
+
+
 @dataclass(frozen=True)
 class _Scan:
     stamp: tuple[float, int]
     columns: tuple[str, ...]
     types: dict[str, str]
     rows: int
+    #: Columns non-null and strictly increasing in file order (in their
+    #: resolved type); None when the scan did not look.
+    ordered: frozenset[str] | None = None
 
 
 class FileSource(ABC):
@@ -120,6 +156,9 @@ class FileSource(ABC):
         self.name = name
         self.governor = governor or Governor(name, config.governor)
         self._scans: dict[str, _Scan] = {}
+        #: (table, key, file version) -> sorted by unique key? (kinds whose
+        #: scan does not look at order check on first read)
+        self._order_checks: dict[tuple[str, str, tuple[float, int]], bool] = {}
 
     # ---------------------------------------------------------- to implement
 
@@ -181,7 +220,7 @@ class FileSource(ABC):
             check_encoding(path, self.config.encoding)
         except TerminalError as exc:
             raise self._err(str(exc)) from None
-        columns, seen, rows = self._scan_file(path)
+        columns, seen, rows, order = self._scan_file(path)
         forced = self.config.column_types.get(table, {})
         types = {}
         for c in columns:
@@ -191,12 +230,24 @@ class FileSource(ABC):
                 types[c] = "text"
             else:
                 types[c] = _resolve(seen[c])
-        scan = _Scan(stamp, tuple(columns), types, rows)
+        ordered = None
+        if order is not None:
+            ordered = frozenset(
+                c
+                for c in columns
+                if (types[c] == "text" and order[c][0])
+                or (types[c] == "integer" and order[c][1])
+            )
+        scan = _Scan(stamp, tuple(columns), types, rows, ordered)
         self._scans[table] = scan
         return scan
 
-    def _scan_file(self, path: Path) -> tuple[list[str], dict[str, set[str]], int]:
-        """Return column names, the value kinds seen per column, and the row count."""
+    def _scan_file(
+        self, path: Path
+    ) -> tuple[list[str], dict[str, set[str]], int, OrderFlags | None]:
+        """Return column names, the value kinds seen per column, the row count
+        and (where the kind looks) which columns are in strictly increasing order.
+        """
         columns: list[str] = []
         seen: dict[str, set[str]] = {}
         rows = 0
@@ -210,7 +261,7 @@ class FileSource(ABC):
                 for row in batch:
                     kinds.add(_kind(row[i]))
             rows += len(batch)
-        return columns, seen, rows
+        return columns, seen, rows, None
 
     def _frames(self, table: str, batch: int) -> Iterator[pd.DataFrame]:
         scan = self._scan(table)
@@ -327,11 +378,20 @@ class FileSource(ABC):
         chunk_size: int = 50_000,
         upto_key: Any | None = None,
     ) -> Iterator[pd.DataFrame]:
-        """Yield chunks with key in (after_key, upto_key]; the file must be sorted."""
+        """Yield chunks with key in (after_key, upto_key], in key order.
+
+        A file sorted by the key streams; any other is landed first (see the
+        module docstring) and read back in key pages.
+        """
         scan = self._scan(table)
         missing = [c for c in [*columns, order_key] if c not in scan.columns]
         if missing:
             raise self._err(f"unknown column(s) {', '.join(missing)} in {table!r}")
+        if not self._sorted_by(table, order_key):
+            yield from self._landed_chunks(
+                table, columns, order_key, after_key, chunk_size, upto_key
+            )
+            return
         size = self.governor.page_size(chunk_size)
         after = after_key.item() if hasattr(after_key, "item") else after_key
         upto = upto_key.item() if hasattr(upto_key, "item") else upto_key
@@ -349,9 +409,11 @@ class FileSource(ABC):
                 or not keys.is_unique
                 or (last is not None and not keys.iloc[0] > last)
             ):
+                # Checked before the first read: the file changed since.
                 raise self._err(
-                    f"{self._path(table).name} is not sorted by unique {order_key!r} "
-                    f"(near record {line + 1}); sort the extract or load it into SQLite"
+                    f"{self._path(table).name} is no longer sorted by unique "
+                    f"{order_key!r} (near record {line + 1}): it changed while "
+                    "being read"
                 )
             line += len(frame)
             if len(keys):
@@ -375,9 +437,175 @@ class FileSource(ABC):
         if pending_rows:
             yield pd.concat(pending, ignore_index=True)
 
+    # ------------------------------------------------------------- landing
+
+    def _sorted_by(self, table: str, key: str) -> bool:
+        """Return whether the table's file is sorted by unique, non-null ``key``."""
+        scan = self._scan(table)
+        if scan.ordered is not None:
+            return key in scan.ordered
+        check = (table, key, scan.stamp)
+        if check not in self._order_checks:
+            ok, last = True, None
+            for frame in self._frames(table, 50_000):
+                keys = frame[key]
+                if len(keys) and (
+                    keys.isna().any()
+                    or not keys.is_monotonic_increasing
+                    or not keys.is_unique
+                    or (last is not None and not keys.iloc[0] > last)
+                ):
+                    ok = False
+                    break
+                if len(keys):
+                    last = keys.iloc[-1]
+            self._order_checks[check] = ok
+        return self._order_checks[check]
+
+    def landing_root(self) -> Path:
+        """Return the folder landed copies go to (created private, 0700)."""
+        root = (
+            Path(self.config.landing_dir)
+            if self.config.landing_dir
+            else Path(tempfile.gettempdir()) / f"pas-landing-{os.getuid()}"
+        )
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = root.stat()
+        if st.st_uid != os.getuid():  # e.g. planted in a shared /tmp
+            raise self._err(f"landing folder {root} belongs to another user")
+        if stat.S_IMODE(st.st_mode) & 0o077:
+            root.chmod(0o700)
+        return root
+
+    def landed_path(self, table: str, key: str) -> Path:
+        """Return the landed copy of ``table`` sorted by ``key`` (landing it if needed)."""
+        scan = self._scan(table)
+        src = self._path(table)
+        root = self.landing_root()
+        which = _digest([self.kind, str(src.resolve()), table, key])
+        version = _digest([list(scan.stamp), list(scan.columns), scan.types])
+        final = root / f"{which}-{version}.sqlite3"
+        if final.exists():
+            return final
+        for stale in root.glob(f"{which}-*.sqlite3"):  # an earlier version
+            if stale != final:
+                stale.unlink(missing_ok=True)
+        token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        unsorted = root / f".{which}-{token}.unsorted"
+        partial = root / f".{which}-{token}.partial"
+        started = time.monotonic()
+        try:
+            for p in (unsorted, partial):  # private before any row is written
+                os.close(os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            rows = self._ingest(table, unsorted)
+            self._sort_into(table, key, scan, unsorted, partial)
+            os.replace(partial, final)
+        finally:
+            unsorted.unlink(missing_ok=True)
+            partial.unlink(missing_ok=True)
+        log.info(
+            "%s connector %r: landed %s sorted by %s (%d rows, %.1f s)",
+            self.kind, self.name, src.name, key, rows, time.monotonic() - started,
+        )  # fmt: skip
+        return final
+
+    def _ingest(self, table: str, path: Path) -> int:
+        """Copy every record of ``table`` into ``path`` (table ``_rows``), file order.
+
+        Through the ADBC SQLite driver: Arrow in, no Python object per value.
+        """
+        import adbc_driver_sqlite.dbapi as adbc_sqlite
+
+        rows = 0
+        with closing(adbc_sqlite.connect(str(path))) as conn:
+            with closing(conn.cursor()) as cur:
+                for frame in self._frames(table, 50_000):
+                    data = pa.Table.from_pandas(frame, preserve_index=False)
+                    cur.adbc_ingest("_rows", data, mode="create_append")
+                    rows += len(frame)
+            conn.commit()
+        return rows
+
+    def _sort_into(
+        self, table: str, key: str, scan: _Scan, unsorted: Path, partial: Path
+    ) -> None:
+        """Write ``unsorted``'s rows into ``partial``, clustered by unique ``key``."""
+        name = self._path(table).name
+        with closing(sqlite3.connect(unsorted)) as conn:
+            if conn.execute(
+                f"SELECT 1 FROM _rows WHERE {_q(key)} IS NULL LIMIT 1"
+            ).fetchone():
+                raise self._err(f"{name}: order key {key!r} has empty values")
+            conn.execute("ATTACH DATABASE ? AS landed", (str(partial),))
+            conn.execute("PRAGMA landed.journal_mode = OFF")
+            conn.execute("PRAGMA landed.synchronous = OFF")
+            conn.execute(_landed_ddl("landed", table, key, scan))
+            cols = ", ".join(_q(c) for c in scan.columns)
+            try:
+                conn.execute(
+                    f"INSERT INTO landed.{_q(table)} ({cols}) "
+                    f"SELECT {cols} FROM _rows ORDER BY {_q(key)}"
+                )
+            except sqlite3.IntegrityError:
+                raise self._err(
+                    f"{name}: order key {key!r} repeats a value; the engine needs "
+                    "a unique key to read in order"
+                ) from None
+            conn.commit()
+            conn.execute("DETACH DATABASE landed")
+
+    def _landed_chunks(
+        self,
+        table: str,
+        columns: Sequence[str],
+        key: str,
+        after_key: Any | None,
+        chunk_size: int,
+        upto_key: Any | None,
+    ) -> Iterator[pd.DataFrame]:
+        """Read key pages of the landed copy, as the file itself would give them."""
+        from connectors.kinds.sqlite import SqliteConfig, SqliteSource
+
+        scan = self._scan(table)
+        landed = SqliteSource(
+            SqliteConfig(path=str(self.landed_path(table, key))),
+            name=f"{self.name} (landed)",
+            governor=self.governor,
+        )
+        schema = pa.schema([(c, _ARROW[scan.types[c]]) for c in columns])
+        try:
+            for frame in landed.read_chunks(
+                table,
+                list(columns),
+                key,
+                after_key=after_key,
+                chunk_size=chunk_size,
+                upto_key=upto_key,
+            ):
+                data = pa.Table.from_pandas(frame[list(columns)], preserve_index=False)
+                yield to_pandas(data.cast(schema))
+        finally:
+            landed.close()
+
     def query(self, sql: str, max_rows: int | None = None) -> pd.DataFrame:
         """File kinds run no SQL; raises TerminalError."""
         raise self._err("this kind has no SQL: use sample/read_chunks")
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _digest(parts: Any) -> str:
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+
+
+def _landed_ddl(db: str, table: str, key: str, scan: _Scan) -> str:
+    cols = ", ".join(f"{_q(c)} {_DECLARED[scan.types[c]]}" for c in scan.columns)
+    return (
+        f"CREATE TABLE {db}.{_q(table)} ({cols}, PRIMARY KEY ({_q(key)})) WITHOUT ROWID"
+    )
 
 
 def _kind(value: Any) -> str:

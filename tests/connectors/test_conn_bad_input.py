@@ -245,8 +245,9 @@ def test_malformed_json_names_the_line(tmp_path: Path) -> None:
         src.count("PA_PatMas")
 
 
-def test_unsorted_file_is_refused_not_misread(tmp_path: Path) -> None:
+def test_unsorted_file_is_landed_not_misread(tmp_path: Path) -> None:
     (tmp_path / "t.csv").write_text("id,v\n1,a\n3,b\n2,c\n")
-    src = _open("csv", {"path": str(tmp_path)}, "pas-unsorted")
-    with pytest.raises(TerminalError, match="not sorted"):
-        list(src.read_chunks("t", ["v"], "id"))
+    cfg = {"path": str(tmp_path), "landing_dir": str(tmp_path / "land")}
+    src = _open("csv", cfg, "pas-unsorted")
+    got = [r for c in src.read_chunks("t", ["v"], "id") for r in c.itertuples()]
+    assert [(r.v) for r in got] == ["a", "c", "b"]  # key order 1, 2, 3

@@ -224,3 +224,37 @@ def test_a_sqlite_target_is_healthy_before_and_after_its_first_run(
     )  # fmt: skip
     health = services.connector_check(actor="tests", connector=missing)
     assert health.status == HealthStatus.DOWN and "no folder" in health.message
+
+
+def test_an_unsorted_extract_lands_in_the_data_dir(
+    project: Any, tmp_path: Path, settings: Any
+) -> None:
+    """A flat extract's landed copy (patient rows) goes under PAS_DATA_DIR."""
+    from connectors import services
+
+    settings.PAS_DATA_DIR = tmp_path / "data"
+    extract = tmp_path / "extract"
+    extract.mkdir()
+    (extract / "people.csv").write_text("id,name\n3,c\n1,a\n2,b\n")
+    c = services.connector_create(
+        actor="tests", project=project, name="flat", kind="csv", role="source",
+        config={"path": str(extract)},
+    )  # fmt: skip
+    assert "landing_dir" not in c.config  # a default, not stored
+    source = services.connector_open(c)
+    names = [
+        n
+        for chunk in source.read_chunks("people", ["name"], "id")
+        for n in chunk["name"]
+    ]
+    assert names == ["a", "b", "c"]
+    landed = list((tmp_path / "data" / "landing").glob("*.sqlite3"))
+    assert len(landed) == 1
+    # A connector that names its own folder keeps it.
+    own = tmp_path / "own"
+    c2 = services.connector_create(
+        actor="tests", project=project, name="flat2", kind="csv", role="source",
+        config={"path": str(extract), "landing_dir": str(own)},
+    )  # fmt: skip
+    list(services.connector_open_plain(c2).read_chunks("people", ["name"], "id"))
+    assert len(list(own.glob("*.sqlite3"))) == 1
