@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,29 @@ def assert_ledger(report: RunReport) -> None:
         assert t.rows_read == t.source_rows, t
         assert t.ledger_balanced, t
     assert report.ledger_balanced
+
+
+class CrashAfter:
+    """A source that dies (like a dropped connection) after ``n`` chunks."""
+
+    def __init__(self, inner: Any, n: int) -> None:
+        self.inner = inner
+        self.left = n
+
+    def discover(self) -> Any:
+        return self.inner.discover()
+
+    def count(self, table: str) -> int:
+        return int(self.inner.count(table))
+
+    def read_chunks(
+        self, table: str, columns: Sequence[str], order_key: str, **kw: Any
+    ) -> Iterator[pd.DataFrame]:
+        for chunk in self.inner.read_chunks(table, columns, order_key, **kw):
+            if self.left <= 0 and table != "PAS_Extract":
+                raise RuntimeError("connection reset by peer")
+            self.left -= 1
+            yield chunk
 
 
 def write_sqlite(path: Path, tables: dict[str, pd.DataFrame]) -> Path:

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_kit import assert_ledger, sqlite_source, target_rows
-from test_engine_run import CrashAfter
+from engine_kit import CrashAfter, assert_ledger, sqlite_source, target_rows
 
 from connectors.kinds import get_kind
 from connectors.sinks.sqlite import SqliteSink

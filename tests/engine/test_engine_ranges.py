@@ -10,13 +10,18 @@ from __future__ import annotations
 import random
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-from engine_kit import assert_ledger, sqlite_source, target_rows, write_sqlite
+from engine_kit import (
+    CrashAfter,
+    assert_ledger,
+    sqlite_source,
+    target_rows,
+    write_sqlite,
+)
 
 from connectors.sinks.sqlite import SqliteSink
 from migration.engine.defaults import load_default_contract
@@ -32,29 +37,6 @@ from migration.engine.runner import (
     run_contract,
     table_checkpoint,
 )
-
-
-class CrashAfter:
-    """A source whose reads die after ``n`` chunks (a dropped connection)."""
-
-    def __init__(self, inner: Any, n: int) -> None:
-        self.inner = inner
-        self.left = n
-
-    def discover(self) -> Any:
-        return self.inner.discover()
-
-    def count(self, table: str) -> int:
-        return int(self.inner.count(table))
-
-    def read_chunks(
-        self, table: str, columns: Sequence[str], order_key: str, **kw: Any
-    ) -> Iterator[pd.DataFrame]:
-        for chunk in self.inner.read_chunks(table, columns, order_key, **kw):
-            if self.left <= 0 and table != "PAS_Extract":
-                raise RuntimeError("connection reset by peer")
-            self.left -= 1
-            yield chunk
 
 
 def snapshot(sink: Any, contract: Any) -> dict[str, Any]:

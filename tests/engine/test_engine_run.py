@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from engine_kit import (
     PG_DSN,
+    CrashAfter,
     assert_ledger,
     mini_pas,
     patient,
@@ -26,29 +27,6 @@ from migration.engine.contract import contract_from_json
 from migration.engine.defaults import default_contract_dict, load_default_contract
 from migration.engine.errors import TransientError
 from migration.engine.runner import ProgressEvent, run_contract
-
-
-class CrashAfter:
-    """A source that dies (like a dropped connection) after ``n`` chunks."""
-
-    def __init__(self, inner: Any, n: int) -> None:
-        self.inner = inner
-        self.left = n
-
-    def discover(self) -> Any:
-        return self.inner.discover()
-
-    def count(self, table: str) -> int:
-        return int(self.inner.count(table))
-
-    def read_chunks(
-        self, table: str, columns: Sequence[str], order_key: str, **kw: Any
-    ) -> Iterator[pd.DataFrame]:
-        for chunk in self.inner.read_chunks(table, columns, order_key, **kw):
-            if self.left <= 0 and table != "PAS_Extract":
-                raise RuntimeError("connection reset by peer")
-            self.left -= 1
-            yield chunk
 
 
 def snapshot(sink: Any, contract: Any) -> dict[str, Any]:
