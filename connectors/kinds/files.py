@@ -14,7 +14,9 @@ private SQLite file with the key as its clustered primary key, and read back
 in key pages from there. The landed copy is named after the file, the key
 and the file's version (mtime, size, columns, types), so a resumed run or a
 parallel range reads the same copy, and a changed extract is landed again
-(the stale copy removed). A missing or repeated key value fails the landing
+(the stale copy removed). A copy holds patient rows: its folder is private
+(0700, files 0600), and a copy unused for ``landing_retention_hours``
+(default 24) is deleted at the connector's next landing or landed read. A missing or repeated key value fails the landing
 with a clear error (no value named: keys can be patient identifiers).
 
 Framework-free: no Django import.
@@ -35,7 +37,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -61,6 +63,10 @@ _INT = re.compile(r"^-?(0|[1-9]\d{0,8})$")  # 10+ digits stay text: NHS numbers
 _FLOAT = re.compile(r"^-?((\d+\.\d*|\.\d+)([eE][-+]?\d+)?|\d+[eE][-+]?\d+)$")
 _ARROW = {"integer": pa.int64(), "float": pa.float64(), "text": pa.string(),
           "boolean": pa.bool_()}  # fmt: skip
+#: Names landing writes: copies, and a landing's scratch files.
+_LANDED = re.compile(
+    r"^([0-9a-f]{20}-[0-9a-f]{20}\.sqlite3|\.[0-9a-f]{20}-\d+-[0-9a-f]{8}\.(unsorted|partial))$"
+)
 _DECLARED = {
     "integer": "INTEGER",
     "float": "REAL",
@@ -84,6 +90,13 @@ class FileConfig(KindConfig):
         description="where extracts not sorted by the order key are landed "
         "(sorted) for reading; default: a private folder in the system "
         "temporary directory",
+    )
+    landing_retention_hours: float = Field(
+        24.0,
+        gt=0,
+        le=24 * 90,
+        description="landed copies (patient rows) unused for this long are "
+        "deleted the next time this connector lands or reads one",
     )
 
     def model_post_init(self, __context: Any) -> None:
@@ -475,7 +488,23 @@ class FileSource(ABC):
             raise self._err(f"landing folder {root} belongs to another user")
         if stat.S_IMODE(st.st_mode) & 0o077:
             root.chmod(0o700)
+        self._sweep(root)
         return root
+
+    def _sweep(self, root: Path) -> None:
+        """Delete landed copies (and crashed landings' leftovers) unused too long."""
+        cutoff = time.time() - self.config.landing_retention_hours * 3600
+        for p in root.iterdir():
+            if not _LANDED.match(p.name):  # only what landing wrote
+                continue
+            with suppress(FileNotFoundError):
+                if p.is_file() and p.stat().st_mtime < cutoff:
+                    p.unlink()
+                    log.info(
+                        "%s connector %r: removed landed copy %s (unused for %g h)",
+                        self.kind, self.name, p.name,
+                        self.config.landing_retention_hours,
+                    )  # fmt: skip
 
     def landed_path(self, table: str, key: str) -> Path:
         """Return the landed copy of ``table`` sorted by ``key`` (landing it if needed)."""
@@ -485,7 +514,8 @@ class FileSource(ABC):
         which = _digest([self.kind, str(src.resolve()), table, key])
         version = _digest([list(scan.stamp), list(scan.columns), scan.types])
         final = root / f"{which}-{version}.sqlite3"
-        if final.exists():
+        with suppress(FileNotFoundError):
+            os.utime(final)  # in use: the retention clock starts again
             return final
         for stale in root.glob(f"{which}-*.sqlite3"):  # an earlier version
             if stale != final:

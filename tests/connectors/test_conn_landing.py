@@ -10,6 +10,7 @@ import json
 import os
 import random
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -112,13 +113,13 @@ def test_landed_copy_is_private_reused_and_replaced_when_the_file_changes(
     assert len(copies) == 1
     assert stat.S_IMODE(land.stat().st_mode) == 0o700
     assert stat.S_IMODE(copies[0].stat().st_mode) == 0o600
-    stamp = copies[0].stat().st_mtime_ns
+    inode = copies[0].stat().st_ino
 
     # A second source (a resumed run, another range) reads the same copy.
     again = _open("csv", data, land)
     assert len(_read_all(again, "t", "id")) == 50
     assert sorted(land.iterdir()) == copies
-    assert copies[0].stat().st_mtime_ns == stamp
+    assert copies[0].stat().st_ino == inode  # the same file, not landed again
 
     # The extract changes: landed again, the stale copy gone.
     _write_csv(data / "t.csv", rows[:40][::-1])
@@ -223,3 +224,34 @@ def test_default_landing_folder_is_private(tmp_path: Path, monkeypatch: Any) -> 
     root = tmp_path / f"pas-landing-{os.getuid()}"
     assert stat.S_IMODE(root.stat().st_mode) == 0o700
     assert len(list(root.glob("*.sqlite3"))) == 1
+
+
+def test_landed_copies_unused_past_retention_are_deleted(tmp_path: Path) -> None:
+    """Copies hold patient rows: unused ones go; what landing did not write stays."""
+    data = tmp_path / "data"
+    data.mkdir()
+    _write_csv(data / "a.csv", _rows(30, 2)[::-1])
+    _write_csv(data / "b.csv", _rows(20, 4)[::-1])
+    land = tmp_path / "land"
+    src = _open("csv", data, land, landing_retention_hours=1)
+    _read_all(src, "a", "id")
+    (copy_a,) = list(land.glob("*.sqlite3"))
+    crashed = land / f".{'0' * 20}-4242-deadbeef.partial"  # a SIGKILLed landing
+    crashed.write_bytes(b"x")
+    theirs = land / "notes.sqlite3"  # not ours: never touched
+    theirs.write_bytes(b"y")
+    two_hours_ago = time.time() - 7200
+    for p in (copy_a, crashed, theirs):
+        os.utime(p, (two_hours_ago, two_hours_ago))
+
+    _read_all(src, "b", "id")  # lands b; sweeps what is past retention
+    left = {p.name for p in land.iterdir()}
+    assert copy_a.name not in left and crashed.name not in left
+    assert theirs.name in left
+    assert len([n for n in left if n != theirs.name]) == 1  # b's copy
+
+    # Reading a copy restarts its clock: it is not swept while in use.
+    (copy_b,) = [p for p in land.glob("*.sqlite3") if p != theirs]
+    os.utime(copy_b, (two_hours_ago + 3000, two_hours_ago + 3000))  # 70 min old
+    assert len(_read_all(src, "b", "id")) == 20
+    assert copy_b.exists() and copy_b.stat().st_mtime > time.time() - 60
