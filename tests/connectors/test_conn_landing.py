@@ -255,3 +255,32 @@ def test_landed_copies_unused_past_retention_are_deleted(tmp_path: Path) -> None
     os.utime(copy_b, (two_hours_ago + 3000, two_hours_ago + 3000))  # 70 min old
     assert len(_read_all(src, "b", "id")) == 20
     assert copy_b.exists() and copy_b.stat().st_mtime > time.time() - 60
+
+
+def _land_and_read(args: tuple[str, str]) -> list[int]:
+    path, land = args
+    src = get_kind("csv").open({"path": path, "landing_dir": land}, name="race")
+    return [
+        int(k)
+        for c in src.read_chunks("t", ["id"], "id", chunk_size=97)
+        for k in c["id"]
+    ]
+
+
+def test_parallel_readers_landing_the_same_file_all_read_it_whole(
+    tmp_path: Path,
+) -> None:
+    """Range workers start together on an unlanded extract: each lands or
+    reuses, none reads a half-written copy, one copy remains."""
+    import multiprocessing as mp
+
+    rows = _rows(5000, 8)
+    random.Random(4).shuffle(rows)
+    (tmp_path / "data").mkdir()
+    _write_csv(tmp_path / "data" / "t.csv", rows)
+    land = tmp_path / "land"
+    want = sorted(r["id"] for r in rows)
+    with mp.get_context("spawn").Pool(4) as pool:
+        results = pool.map(_land_and_read, [(str(tmp_path / "data"), str(land))] * 4)
+    assert all(r == want for r in results)
+    assert [p.suffix for p in land.iterdir()] == [".sqlite3"]
