@@ -326,8 +326,8 @@ def _open_kind(connector: Connector) -> Any:
     """Open ``connector``'s kind; flat extracts land (when unsorted) in the data dir.
 
     A landed copy holds the extract's rows: it goes under ``PAS_DATA_DIR``
-    (the product's own data, backed up and cleaned with it), not the system
-    temporary directory, unless the connector names a folder of its own.
+    (the product's data folder, beside the reject files and evidence), not
+    the system temporary directory, unless the connector names its own.
     """
     spec = get_kind(connector.kind)
     config = dict(connector.config or {})
