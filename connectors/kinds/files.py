@@ -36,7 +36,7 @@ import tempfile
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +47,13 @@ import pyarrow as pa
 from pydantic import Field
 
 from connectors.governor import Governor
-from connectors.kinds.base import CheckResult, KindConfig, frame_from_rows, to_pandas
+from connectors.kinds.base import (
+    CheckResult,
+    KindConfig,
+    QueryEvent,
+    frame_from_rows,
+    to_pandas,
+)
 from connectors.kinds.profiling import Profiler, TableProfile
 from migration.engine.errors import EngineError, TerminalError
 from migration.engine.ports import ColumnInfo, TableInfo
@@ -172,6 +178,10 @@ class FileSource(ABC):
         #: (table, key, file version) -> sorted by unique key? (kinds whose
         #: scan does not look at order check on first read)
         self._order_checks: dict[tuple[str, str, tuple[float, int]], bool] = {}
+        #: Called with a QueryEvent for every read of a file's rows (the
+        #: connector's query log, as the SQL kinds report their statements);
+        #: the statement describes the read, with no value in it.
+        self.on_query: Callable[[QueryEvent], None] | None = None
 
     # ---------------------------------------------------------- to implement
 
@@ -185,6 +195,47 @@ class FileSource(ABC):
 
     def _err(self, text: str) -> TerminalError:
         return TerminalError(f"{self.kind} connector {self.name!r}: {text}")
+
+    def _report(
+        self,
+        statement: str,
+        purpose: str,
+        started: float,
+        rows: int,
+        error: BaseException | None,
+    ) -> None:
+        """Tell ``on_query`` about one read (never breaks the read itself)."""
+        if self.on_query is None:
+            return
+        outcome = "ok" if error is None or isinstance(error, GeneratorExit) else "error"
+        message = str(error) if isinstance(error, EngineError) else ""
+        with suppress(Exception):
+            self.on_query(
+                QueryEvent(
+                    statement=statement,
+                    purpose=purpose,
+                    rows=rows,
+                    duration_ms=int((time.monotonic() - started) * 1000),
+                    outcome=outcome,
+                    message=message[:500],
+                )
+            )
+
+    def _logged(
+        self, frames: Iterator[pd.DataFrame], statement: str, purpose: str
+    ) -> Iterator[pd.DataFrame]:
+        """Yield ``frames``, then report the read (rows, time, outcome)."""
+        started, rows = time.monotonic(), 0
+        error: BaseException | None = None
+        try:
+            for frame in frames:
+                rows += len(frame)
+                yield frame
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._report(statement, purpose, started, rows, error)
 
     def connect(self) -> FileSource:
         """Check that the path exists (files are opened per read)."""
@@ -229,11 +280,22 @@ class FileSource(ABC):
         cached = self._scans.get(table)
         if cached is not None and cached.stamp == stamp:
             return cached
+        started = time.monotonic()
+        error: BaseException | None = None
+        rows = 0
         try:
-            check_encoding(path, self.config.encoding)
-        except TerminalError as exc:
-            raise self._err(str(exc)) from None
-        columns, seen, rows, order = self._scan_file(path)
+            try:
+                check_encoding(path, self.config.encoding)
+            except TerminalError as exc:
+                raise self._err(str(exc)) from None
+            columns, seen, rows, order = self._scan_file(path)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:  # the scan reads every record (structure, types, order)
+            self._report(
+                f"SELECT * FROM {_q(path.name)}", "discover", started, rows, error
+            )
         forced = self.config.column_types.get(table, {})
         types = {}
         for c in columns:
@@ -350,7 +412,12 @@ class FileSource(ABC):
         skip = int(page) * n
         out: list[pd.DataFrame] = []
         got = 0
-        for frame in self._frames(table, max(n, 1000)):
+        frames = self._logged(
+            self._frames(table, max(n, 1000)),
+            f"SELECT * FROM {_q(self._path(table).name)} LIMIT ? OFFSET ?",
+            "sample",
+        )
+        for frame in frames:
             if skip >= len(frame):
                 skip -= len(frame)
                 continue
@@ -372,7 +439,12 @@ class FileSource(ABC):
         prof = Profiler(table, {c: _DECLARED[t] for c, t in scan.types.items()})
         seen = 0
         capped = False
-        for frame in self._frames(table, self.governor.page_size(None)):
+        frames = self._logged(
+            self._frames(table, self.governor.page_size(None)),
+            f"SELECT * FROM {_q(self._path(table).name)}",
+            "profile",
+        )
+        for frame in frames:
             if max_rows is not None and seen + len(frame) > max_rows:
                 frame = frame.head(max_rows - seen)
                 capped = True
@@ -396,6 +468,34 @@ class FileSource(ABC):
         A file sorted by the key streams; any other is landed first (see the
         module docstring) and read back in key pages.
         """
+        where = [
+            f"{_q(order_key)} {op} ?"
+            for op, bound in ((">", after_key), ("<=", upto_key))
+            if bound is not None
+        ]
+        statement = (
+            f"SELECT {', '.join(_q(c) for c in columns)} "
+            f"FROM {_q(self._path(table).name)}"
+            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + f" ORDER BY {_q(order_key)}"
+        )
+        yield from self._logged(
+            self._read_chunks(
+                table, columns, order_key, after_key, chunk_size, upto_key
+            ),
+            statement,
+            "read_chunks",
+        )
+
+    def _read_chunks(
+        self,
+        table: str,
+        columns: Sequence[str],
+        order_key: str,
+        after_key: Any | None,
+        chunk_size: int,
+        upto_key: Any | None,
+    ) -> Iterator[pd.DataFrame]:
         scan = self._scan(table)
         missing = [c for c in [*columns, order_key] if c not in scan.columns]
         if missing:
@@ -524,15 +624,27 @@ class FileSource(ABC):
         unsorted = root / f".{which}-{token}.unsorted"
         partial = root / f".{which}-{token}.partial"
         started = time.monotonic()
+        rows = 0
+        error: BaseException | None = None
         try:
             for p in (unsorted, partial):  # private before any row is written
                 os.close(os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
             rows = self._ingest(table, unsorted)
             self._sort_into(table, key, scan, unsorted, partial)
             os.replace(partial, final)
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
             unsorted.unlink(missing_ok=True)
             partial.unlink(missing_ok=True)
+            self._report(
+                f"SELECT * FROM {_q(src.name)} ORDER BY {_q(key)}",
+                "land",
+                started,
+                rows,
+                error,
+            )
         log.info(
             "%s connector %r: landed %s sorted by %s (%d rows, %.1f s)",
             self.kind, self.name, src.name, key, rows, time.monotonic() - started,

@@ -137,9 +137,16 @@ def test_landing_refuses_a_repeated_or_missing_key_without_naming_it(
     )
     (tmp_path / "gap.csv").write_text("id,v\n3,a\n,b\n1,c\n")
     src = _open("csv", tmp_path, tmp_path / "land")
+    events: list[Any] = []
+    src.on_query = events.append
     with pytest.raises(TerminalError, match=r"dup.csv: order key 'id' repeats") as exc:
         list(src.read_chunks("dup", ["v"], "id"))
     assert "9434765919" not in str(exc.value)
+    # The query log has the failed landing and read, with the reason.
+    failed = [e for e in events if e.outcome == "error"]
+    assert [e.purpose for e in failed] == ["land", "read_chunks"]
+    assert all("repeats a value" in e.message for e in failed)
+    assert not any("9434765919" in e.statement + e.message for e in events)
     with pytest.raises(TerminalError, match=r"gap.csv: order key 'id' has empty"):
         list(src.read_chunks("gap", ["v"], "id"))
     # Nothing half-landed is left behind.

@@ -258,3 +258,37 @@ def test_an_unsorted_extract_lands_in_the_data_dir(
     )  # fmt: skip
     list(services.connector_open_plain(c2).read_chunks("people", ["name"], "id"))
     assert len(list(own.glob("*.sqlite3"))) == 1
+
+
+def test_flat_extract_reads_are_in_the_query_log(
+    project: Any, tmp_path: Path, settings: Any
+) -> None:
+    """Reads of a file's rows are logged like SQL statements: shape, no values."""
+    from connectors import services
+    from connectors.models import QueryLog
+
+    settings.PAS_DATA_DIR = tmp_path / "data"
+    extract = tmp_path / "extract"
+    extract.mkdir()
+    (extract / "people.csv").write_text(
+        "id,nhs\n3,9434765919\n1,4857773456\n2,4010232137\n"
+    )
+    c = services.connector_create(
+        actor="tests", project=project, name="flat-log", kind="csv", role="source",
+        config={"path": str(extract)},
+    )  # fmt: skip
+    source = services.connector_open(c, actor="worker", run_id=7)
+    pages = list(source.read_chunks("people", ["nhs"], "id", after_key=1))
+    assert sum(len(p) for p in pages) == 2
+    source.sample("people", 2)
+    logged = list(QueryLog.objects.filter(connector=c).order_by("pk"))
+    by = {q.purpose: q for q in logged}
+    assert set(by) == {"discover", "land", "read_chunks", "sample"}
+    assert by["discover"].rows == 3 and by["land"].rows == 3
+    assert by["read_chunks"].rows == 2 and by["sample"].rows == 3
+    assert all(q.outcome == "ok" and q.run_id == 7 for q in logged)
+    assert all(q.actor == "worker" for q in logged)
+    assert '"people.csv"' in by["read_chunks"].statement
+    assert "ORDER BY" in by["read_chunks"].statement
+    text = " ".join(q.statement + q.message for q in logged)
+    assert "9434765919" not in text and "4857773456" not in text
