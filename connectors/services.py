@@ -314,6 +314,42 @@ def connector_check(*, actor: Any, connector: Connector) -> ConnectorHealth:
     return health
 
 
+def connector_landed_copies(connector: Connector) -> list[Any]:
+    """Return the landed copies of a flat-extract connector (none for other kinds)."""
+    source = connector_open_plain(connector)
+    listing = getattr(source, "landed_copies", None)
+    return list(listing()) if listing is not None else []
+
+
+def connector_purge_landing(*, actor: Any, connector: Connector) -> list[Any]:
+    """Delete a flat-extract connector's landed copies (patient rows); audited.
+
+    The copies are caches: the next run lands again from the extract. Raises
+    Refused (audited) for a person without manage_connectors; a system actor
+    (a command, the scheduler) is trusted.
+    """
+    if not isinstance(actor, str) and not user_has_project_perm(
+        actor, connector.project_id, "manage_connectors"
+    ):
+        raise audit.refuse(
+            actor=actor,
+            action="connectors.connector.landing_purge_refused",
+            reason="you need the manage_connectors permission on this project",
+            code="forbidden",
+            target=connector,
+        )
+    source = connector_open_plain(connector)
+    purge = getattr(source, "purge_landed", None)
+    gone = list(purge()) if purge is not None else []
+    audit.record(
+        actor=actor,
+        action="connectors.connector.landing_purged",
+        target=connector,
+        data={"copies": len(gone), "bytes": sum(c.bytes for c in gone)},
+    )
+    return gone
+
+
 _UNSET_DIALECT: Any = object()
 
 

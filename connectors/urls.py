@@ -20,4 +20,9 @@ urlpatterns = [
         views.connector_check_view,
         name="connector-check",
     ),
+    path(
+        "connectors/<int:connector_id>/landing/purge/",
+        views.connector_purge_landing_view,
+        name="connector-landing-purge",
+    ),
 ]

@@ -7,6 +7,7 @@ lives with the snapshot pages (``migration:snapshot-create``).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib import messages
@@ -16,12 +17,19 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from connectors.models import Connector
-from connectors.services import connector_check
+from connectors.services import (
+    connector_check,
+    connector_landed_copies,
+    connector_purge_landing,
+)
 from governance.access import access_object
+from migration.engine.errors import EngineError
 from pasportal.htmx import HtmxHttpRequest
 from pasportal.views import page_project, project_perms
 
 HEALTH_ROWS = 20
+#: Kinds whose unsorted extracts are landed (copied, sorted) for reading.
+FILE_KINDS = ("csv", "json")
 
 
 @login_required
@@ -64,6 +72,7 @@ def _detail(
         "config_keys": sorted(connector.config or {}),
         "health": connector.health.all()[:HEALTH_ROWS],
         "queries": connector.queries.all()[:HEALTH_ROWS],
+        "landed": _landed(connector),
     }
     template = "connectors/connector_detail.html"
     if request.htmx and request.htmx.target == "connector-health":
@@ -87,4 +96,43 @@ def connector_check_view(
     if request.htmx:
         return _detail(request, project, connector)
     messages.success(request, f"Connection test: {health.get_status_display()}")
+    return redirect("connectors:connector-detail", project.pk, connector.pk)
+
+
+def _landed(connector: Connector) -> dict[str, Any] | None:
+    """Summarise a flat-extract connector's landed copies (None: not a file kind)."""
+    if connector.kind not in FILE_KINDS:
+        return None
+    try:
+        copies = connector_landed_copies(connector)
+    except (EngineError, OSError):  # a moved folder must not break the page
+        return {"error": True, "count": 0, "bytes": 0, "last_used": None}
+    return {
+        "error": False,
+        "count": len(copies),
+        "bytes": sum(c.bytes for c in copies),
+        "last_used": (
+            datetime.fromtimestamp(max(c.last_used for c in copies), tz=UTC)
+            if copies
+            else None
+        ),
+    }
+
+
+@login_required
+@require_POST
+def connector_purge_landing_view(
+    request: HtmxHttpRequest, project_id: int, connector_id: int
+) -> HttpResponse:
+    """Delete the connector's landed copies of its extracts (they hold patient rows)."""
+    project = page_project(request, project_id, "manage_connectors")
+    connector = access_object(
+        request.user, Connector.objects.filter(project=project), connector_id
+    )
+    gone = connector_purge_landing(actor=request.user, connector=connector)
+    messages.success(
+        request,
+        f"Deleted {len(gone)} landed cop{'y' if len(gone) == 1 else 'ies'}; "
+        "the next run lands again from the extract.",
+    )
     return redirect("connectors:connector-detail", project.pk, connector.pk)

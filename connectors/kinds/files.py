@@ -58,7 +58,7 @@ from connectors.kinds.profiling import Profiler, TableProfile
 from migration.engine.errors import EngineError, TerminalError
 from migration.engine.ports import ColumnInfo, TableInfo
 
-__all__ = ["FileConfig", "FileSource", "check_encoding"]
+__all__ = ["FileConfig", "FileSource", "LandedCopy", "check_encoding"]
 
 log = logging.getLogger("pasportal.connectors")
 
@@ -71,7 +71,8 @@ _ARROW = {"integer": pa.int64(), "float": pa.float64(), "text": pa.string(),
           "boolean": pa.bool_()}  # fmt: skip
 #: Names landing writes: copies, and a landing's scratch files.
 _LANDED = re.compile(
-    r"^([0-9a-f]{20}-[0-9a-f]{20}\.sqlite3|\.[0-9a-f]{20}-\d+-[0-9a-f]{8}\.(unsorted|partial))$"
+    r"^([0-9a-f]{20}-[0-9a-f]{20}-[0-9a-f]{20}\.sqlite3"
+    r"|\.[0-9a-f]{20}-[0-9a-f]{20}-\d+-[0-9a-f]{8}\.(unsorted|partial))$"
 )
 _DECLARED = {
     "integer": "INTEGER",
@@ -101,8 +102,10 @@ class FileConfig(KindConfig):
         24.0,
         gt=0,
         le=24 * 90,
-        description="landed copies (patient rows) unused for this long are "
-        "deleted the next time this connector lands or reads one",
+        description="landed copies (patient rows) in the landing folder unused "
+        "for this long are deleted the next time this connector lands or reads "
+        "one (the folder is shared by the connectors that use it: give them "
+        "the same retention)",
     )
 
     def model_post_init(self, __context: Any) -> None:
@@ -139,6 +142,15 @@ def check_encoding(path: Path, encoding: str, *, block: int = 1 << 20) -> None:
                 return
             newlines += data.count(b"\n")
             base += len(data)
+
+
+@dataclass(frozen=True)
+class LandedCopy:
+    """One landed copy: its file name, size and when it was last used."""
+
+    name: str
+    bytes: int
+    last_used: float  # epoch seconds
 
 
 #: Per column, from a scan: (strictly increasing as text, as integers), both
@@ -606,12 +618,37 @@ class FileSource(ABC):
                         self.config.landing_retention_hours,
                     )  # fmt: skip
 
+    def _owner(self) -> str:
+        """Return the name prefix of this connector's landed copies (its path)."""
+        return _digest([self.kind, str(Path(self.config.path).resolve())])
+
+    def landed_copies(self) -> list[LandedCopy]:
+        """Return this connector's landed copies (none when nothing was landed)."""
+        out = []
+        for p in sorted(self.landing_root().glob(f"{self._owner()}-*.sqlite3")):
+            with suppress(FileNotFoundError):
+                st = p.stat()
+                out.append(LandedCopy(p.name, st.st_size, st.st_mtime))
+        return out
+
+    def purge_landed(self) -> list[LandedCopy]:
+        """Delete this connector's landed copies; return what was deleted."""
+        gone = []
+        root = self.landing_root()
+        for copy in self.landed_copies():
+            with suppress(FileNotFoundError):
+                (root / copy.name).unlink()
+                gone.append(copy)
+        return gone
+
     def landed_path(self, table: str, key: str) -> Path:
         """Return the landed copy of ``table`` sorted by ``key`` (landing it if needed)."""
         scan = self._scan(table)
         src = self._path(table)
         root = self.landing_root()
-        which = _digest([self.kind, str(src.resolve()), table, key])
+        which = (
+            f"{self._owner()}-{_digest([self.kind, str(src.resolve()), table, key])}"
+        )
         version = _digest([list(scan.stamp), list(scan.columns), scan.types])
         final = root / f"{which}-{version}.sqlite3"
         with suppress(FileNotFoundError):

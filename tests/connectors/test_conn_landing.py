@@ -243,7 +243,7 @@ def test_landed_copies_unused_past_retention_are_deleted(tmp_path: Path) -> None
     src = _open("csv", data, land, landing_retention_hours=1)
     _read_all(src, "a", "id")
     (copy_a,) = list(land.glob("*.sqlite3"))
-    crashed = land / f".{'0' * 20}-4242-deadbeef.partial"  # a SIGKILLed landing
+    crashed = land / f".{'0' * 20}-{'1' * 20}-4242-deadbeef.partial"  # SIGKILLed
     crashed.write_bytes(b"x")
     theirs = land / "notes.sqlite3"  # not ours: never touched
     theirs.write_bytes(b"y")
@@ -291,3 +291,23 @@ def test_parallel_readers_landing_the_same_file_all_read_it_whole(
         results = pool.map(_land_and_read, [(str(tmp_path / "data"), str(land))] * 4)
     assert all(r == want for r in results)
     assert [p.suffix for p in land.iterdir()] == [".sqlite3"]
+
+
+def test_each_connector_lists_and_purges_only_its_own_copies(tmp_path: Path) -> None:
+    land = tmp_path / "land"
+    srcs = []
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        _write_csv(tmp_path / name / "t.csv", _rows(40, 3)[::-1])
+        srcs.append(_open("csv", tmp_path / name, land))
+        _read_all(srcs[-1], "t", "id")
+    one, two = srcs
+    assert len(one.landed_copies()) == len(two.landed_copies()) == 1
+    assert one.landed_copies() != two.landed_copies()
+    (copy,) = one.landed_copies()
+    assert copy.bytes > 0 and copy.last_used > time.time() - 60
+    assert [c.name for c in one.purge_landed()] == [copy.name]
+    assert one.landed_copies() == [] and len(two.landed_copies()) == 1
+    # Purged: the next read lands again, from the file.
+    assert len(_read_all(one, "t", "id")) == 40
+    assert len(one.landed_copies()) == 1

@@ -61,6 +61,7 @@ POLICY: dict[str, tuple[str, dict[str, int]]] = {
     "connectors:connector-list": ("GET", VIEW_PAGE),
     "connectors:connector-detail": ("GET", VIEW_PAGE),
     "connectors:connector-check": ("POST", only(dm_engineer=302)),
+    "connectors:connector-landing-purge": ("POST", only(dm_engineer=302)),
     "migration:snapshot-list": ("GET", VIEW_PAGE),
     "migration:snapshot-create": ("POST", only(dm_engineer=302)),
     "migration:snapshot-detail": ("GET", VIEW_PAGE),

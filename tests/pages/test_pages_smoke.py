@@ -75,3 +75,44 @@ def test_test_connection_records_health_and_answers_htmx(
     response = client.post(url)
     assert response.status_code == 302
     assert c.health.count() == 2
+
+
+def test_landed_copies_are_shown_and_purged_by_whoever_manages_connectors(
+    client: Client,
+    world: dict[str, Any],
+    dm_engineer: Any,
+    steward: Any,
+    tmp_path: Any,
+    settings: Any,
+) -> None:
+    from connectors import services
+    from governance.models import AuditEvent
+
+    settings.PAS_DATA_DIR = tmp_path / "data"
+    extract = tmp_path / "extract"
+    extract.mkdir()
+    (extract / "people.csv").write_text("id,name\n2,b\n1,a\n")
+    project = world["project"]
+    c = services.connector_create(
+        actor="tests", project=project, name="flat", kind="csv", role="source",
+        config={"path": str(extract)},
+    )  # fmt: skip
+    list(services.connector_open(c).read_chunks("people", ["name"], "id"))
+    detail = reverse("connectors:connector-detail", args=[project.pk, c.pk])
+    purge = reverse("connectors:connector-landing-purge", args=[project.pk, c.pk])
+
+    client.force_login(steward)  # sees the copies, may not delete them
+    html = client.get(detail).content.decode()
+    assert "Landed copies" in html and "1 copy" in html
+    assert purge not in html
+    assert client.post(purge).status_code == 403
+    assert len(services.connector_landed_copies(c)) == 1
+
+    client.force_login(dm_engineer)
+    assert purge in client.get(detail).content.decode()
+    response = client.post(purge, follow=True)
+    assert "Deleted 1 landed copy" in response.content.decode()
+    assert services.connector_landed_copies(c) == []
+    (event,) = AuditEvent.objects.filter(action="connectors.connector.landing_purged")
+    assert event.data["copies"] == 1 and event.data["bytes"] > 0
+    assert "0 copies" in client.get(detail).content.decode()
