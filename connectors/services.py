@@ -314,6 +314,11 @@ def connector_check(*, actor: Any, connector: Connector) -> ConnectorHealth:
     return health
 
 
+def connector_lands_extracts(connector: Connector) -> bool:
+    """Return whether the connector's kind lands unsorted extracts (flat files)."""
+    return hasattr(get_kind(connector.kind).connection_class, "landed_copies")
+
+
 def connector_landed_copies(connector: Connector) -> list[Any]:
     """Return the landed copies of a flat-extract connector (none for other kinds)."""
     source = connector_open_plain(connector)

@@ -20,6 +20,7 @@ from connectors.models import Connector
 from connectors.services import (
     connector_check,
     connector_landed_copies,
+    connector_lands_extracts,
     connector_purge_landing,
 )
 from governance.access import access_object
@@ -28,8 +29,6 @@ from pasportal.htmx import HtmxHttpRequest
 from pasportal.views import page_project, project_perms
 
 HEALTH_ROWS = 20
-#: Kinds whose unsorted extracts are landed (copied, sorted) for reading.
-FILE_KINDS = ("csv", "json")
 
 
 @login_required
@@ -101,9 +100,9 @@ def connector_check_view(
 
 def _landed(connector: Connector) -> dict[str, Any] | None:
     """Summarise a flat-extract connector's landed copies (None: not a file kind)."""
-    if connector.kind not in FILE_KINDS:
-        return None
     try:
+        if not connector_lands_extracts(connector):
+            return None
         copies = connector_landed_copies(connector)
     except (EngineError, OSError):  # a moved folder must not break the page
         return {"error": True, "count": 0, "bytes": 0, "last_used": None}
