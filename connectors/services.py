@@ -196,12 +196,23 @@ def connector_update(
 
 @transaction.atomic
 def connector_delete(*, actor: Any, connector: Connector) -> None:
-    """Delete and audit a connector (the audit row keeps its id and name)."""
+    """Delete and audit a connector (the audit row keeps its id and name).
+
+    A flat-extract connector's landed copies (patient rows) go with it.
+    """
+    data: dict[str, Any] = {"name": connector.name, "kind": connector.kind}
+    if connector_lands_extracts(connector):
+        try:
+            gone = connector_open_plain(connector).purge_landed()
+        except (EngineError, OSError):  # the copies age out with the retention
+            data["landed_copies_deleted"] = None
+        else:
+            data["landed_copies_deleted"] = len(gone)
     audit.record(
         actor=actor,
         action="connectors.connector.deleted",
         target=connector,
-        data={"name": connector.name, "kind": connector.kind},
+        data=data,
     )
     connector.delete()
 

@@ -292,3 +292,25 @@ def test_flat_extract_reads_are_in_the_query_log(
     assert "ORDER BY" in by["read_chunks"].statement
     text = " ".join(q.statement + q.message for q in logged)
     assert "9434765919" not in text and "4857773456" not in text
+
+
+def test_deleting_a_flat_extract_connector_deletes_its_landed_copies(
+    project: Any, tmp_path: Path, settings: Any
+) -> None:
+    from connectors import services
+
+    settings.PAS_DATA_DIR = tmp_path / "data"
+    extract = tmp_path / "extract"
+    extract.mkdir()
+    (extract / "people.csv").write_text("id,name\n2,b\n1,a\n")
+    c = services.connector_create(
+        actor="tests", project=project, name="flat-del", kind="csv", role="source",
+        config={"path": str(extract)},
+    )  # fmt: skip
+    list(services.connector_open(c).read_chunks("people", ["name"], "id"))
+    assert len(services.connector_landed_copies(c)) == 1
+    services.connector_delete(actor="tests", connector=c)
+    assert list((tmp_path / "data" / "landing").glob("*.sqlite3")) == []
+    (ev,) = _events("connectors.connector.deleted")
+    assert ev.data["landed_copies_deleted"] == 1
+    assert (extract / "people.csv").exists()  # the extract itself is untouched
