@@ -718,7 +718,7 @@ class FileSource(ABC):
             conn.execute("ATTACH DATABASE ? AS landed", (str(partial),))
             conn.execute("PRAGMA landed.journal_mode = OFF")
             conn.execute("PRAGMA landed.synchronous = OFF")
-            conn.execute(_landed_ddl("landed", table, key, scan))
+            conn.execute(_landed_ddl(table, key, scan))
             cols = ", ".join(_q(c) for c in scan.columns)
             try:
                 conn.execute(
@@ -780,10 +780,12 @@ def _digest(parts: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
 
 
-def _landed_ddl(db: str, table: str, key: str, scan: _Scan) -> str:
+def _landed_ddl(table: str, key: str, scan: _Scan) -> str:
+    """The landed table (attached as ``landed``): the file's columns, clustered by key."""
     cols = ", ".join(f"{_q(c)} {_DECLARED[scan.types[c]]}" for c in scan.columns)
     return (
-        f"CREATE TABLE {db}.{_q(table)} ({cols}, PRIMARY KEY ({_q(key)})) WITHOUT ROWID"
+        f"CREATE TABLE landed.{_q(table)} ({cols}, PRIMARY KEY ({_q(key)})) "
+        "WITHOUT ROWID"
     )
 
 

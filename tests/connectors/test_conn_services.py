@@ -226,20 +226,32 @@ def test_a_sqlite_target_is_healthy_before_and_after_its_first_run(
     assert health.status == HealthStatus.DOWN and "no folder" in health.message
 
 
-def test_an_unsorted_extract_lands_in_the_data_dir(
-    project: Any, tmp_path: Path, settings: Any
-) -> None:
-    """A flat extract's landed copy (patient rows) goes under PAS_DATA_DIR."""
+@pytest.fixture
+def flat_extract(project: Any, tmp_path: Path, settings: Any) -> Any:
+    """Return a csv source connector over an extract in no key order (data dir
+    under tmp_path)."""
     from connectors import services
 
     settings.PAS_DATA_DIR = tmp_path / "data"
     extract = tmp_path / "extract"
     extract.mkdir()
-    (extract / "people.csv").write_text("id,name\n3,c\n1,a\n2,b\n")
+    (extract / "people.csv").write_text(
+        "id,name,nhs\n3,c,9434765919\n1,a,4857773456\n2,b,4010232137\n"
+    )
     c = services.connector_create(
         actor="tests", project=project, name="flat", kind="csv", role="source",
         config={"path": str(extract)},
     )  # fmt: skip
+    return c
+
+
+def test_an_unsorted_extract_lands_in_the_data_dir(
+    project: Any, tmp_path: Path, flat_extract: Any
+) -> None:
+    """A flat extract's landed copy (patient rows) goes under PAS_DATA_DIR."""
+    from connectors import services
+
+    c = flat_extract
     assert "landing_dir" not in c.config  # a default, not stored
     source = services.connector_open(c)
     names = [
@@ -254,29 +266,18 @@ def test_an_unsorted_extract_lands_in_the_data_dir(
     own = tmp_path / "own"
     c2 = services.connector_create(
         actor="tests", project=project, name="flat2", kind="csv", role="source",
-        config={"path": str(extract), "landing_dir": str(own)},
+        config={"path": c.config["path"], "landing_dir": str(own)},
     )  # fmt: skip
     list(services.connector_open_plain(c2).read_chunks("people", ["name"], "id"))
     assert len(list(own.glob("*.sqlite3"))) == 1
 
 
-def test_flat_extract_reads_are_in_the_query_log(
-    project: Any, tmp_path: Path, settings: Any
-) -> None:
+def test_flat_extract_reads_are_in_the_query_log(flat_extract: Any) -> None:
     """Reads of a file's rows are logged like SQL statements: shape, no values."""
     from connectors import services
     from connectors.models import QueryLog
 
-    settings.PAS_DATA_DIR = tmp_path / "data"
-    extract = tmp_path / "extract"
-    extract.mkdir()
-    (extract / "people.csv").write_text(
-        "id,nhs\n3,9434765919\n1,4857773456\n2,4010232137\n"
-    )
-    c = services.connector_create(
-        actor="tests", project=project, name="flat-log", kind="csv", role="source",
-        config={"path": str(extract)},
-    )  # fmt: skip
+    c = flat_extract
     source = services.connector_open(c, actor="worker", run_id=7)
     pages = list(source.read_chunks("people", ["nhs"], "id", after_key=1))
     assert sum(len(p) for p in pages) == 2
@@ -295,22 +296,15 @@ def test_flat_extract_reads_are_in_the_query_log(
 
 
 def test_deleting_a_flat_extract_connector_deletes_its_landed_copies(
-    project: Any, tmp_path: Path, settings: Any
+    tmp_path: Path, flat_extract: Any
 ) -> None:
     from connectors import services
 
-    settings.PAS_DATA_DIR = tmp_path / "data"
-    extract = tmp_path / "extract"
-    extract.mkdir()
-    (extract / "people.csv").write_text("id,name\n2,b\n1,a\n")
-    c = services.connector_create(
-        actor="tests", project=project, name="flat-del", kind="csv", role="source",
-        config={"path": str(extract)},
-    )  # fmt: skip
+    c = flat_extract
     list(services.connector_open(c).read_chunks("people", ["name"], "id"))
     assert len(services.connector_landed_copies(c)) == 1
     services.connector_delete(actor="tests", connector=c)
     assert list((tmp_path / "data" / "landing").glob("*.sqlite3")) == []
     (ev,) = _events("connectors.connector.deleted")
     assert ev.data["landed_copies_deleted"] == 1
-    assert (extract / "people.csv").exists()  # the extract itself is untouched
+    assert (Path(c.config["path"]) / "people.csv").exists()  # extract untouched
