@@ -256,22 +256,28 @@ def query_observer(
     return record
 
 
+def _require_manage(actor: Any, connector: Connector, refused_action: str) -> None:
+    """Raise Refused (audited as ``refused_action``) for a person without
+    manage_connectors on the connector's project; a system actor is trusted."""
+    if not isinstance(actor, str) and not user_has_project_perm(
+        actor, connector.project_id, "manage_connectors"
+    ):
+        raise audit.refuse(
+            actor=actor,
+            action=refused_action,
+            reason="you need the manage_connectors permission on this project",
+            code="forbidden",
+            target=connector,
+        )
+
+
 def connector_check(*, actor: Any, connector: Connector) -> ConnectorHealth:
     """Run the kind's check() (outside any transaction) and record + audit it.
 
     Raises Refused (audited) when a person without manage_connectors asks; a
     system actor (the scheduler, a command) is trusted.
     """
-    if not isinstance(actor, str) and not user_has_project_perm(
-        actor, connector.project_id, "manage_connectors"
-    ):
-        raise audit.refuse(
-            actor=actor,
-            action="connectors.connector.check_refused",
-            reason="you need the manage_connectors permission on this project",
-            code="forbidden",
-            target=connector,
-        )
+    _require_manage(actor, connector, "connectors.connector.check_refused")
     t0 = time.monotonic()
     try:
         source = connector_open(connector)
@@ -344,16 +350,7 @@ def connector_purge_landing(*, actor: Any, connector: Connector) -> list[Any]:
     Refused (audited) for a person without manage_connectors; a system actor
     (a command, the scheduler) is trusted.
     """
-    if not isinstance(actor, str) and not user_has_project_perm(
-        actor, connector.project_id, "manage_connectors"
-    ):
-        raise audit.refuse(
-            actor=actor,
-            action="connectors.connector.landing_purge_refused",
-            reason="you need the manage_connectors permission on this project",
-            code="forbidden",
-            target=connector,
-        )
+    _require_manage(actor, connector, "connectors.connector.landing_purge_refused")
     source = connector_open_plain(connector)
     purge = getattr(source, "purge_landed", None)
     gone = list(purge()) if purge is not None else []

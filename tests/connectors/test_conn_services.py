@@ -308,3 +308,26 @@ def test_deleting_a_flat_extract_connector_deletes_its_landed_copies(
     (ev,) = _events("connectors.connector.deleted")
     assert ev.data["landed_copies_deleted"] == 1
     assert (Path(c.config["path"]) / "people.csv").exists()  # extract untouched
+
+
+def test_check_and_purge_are_refused_and_audited_without_manage_connectors(
+    flat_extract: Any, steward: Any, dm_engineer: Any
+) -> None:
+    from connectors import services
+    from governance.audit import Refused
+
+    c = flat_extract
+    list(services.connector_open(c).read_chunks("people", ["name"], "id"))
+    for call, action in [
+        (services.connector_check, "connectors.connector.check_refused"),
+        (
+            services.connector_purge_landing,
+            "connectors.connector.landing_purge_refused",
+        ),
+    ]:
+        with pytest.raises(Refused):
+            call(actor=steward, connector=c)
+        assert len(_events(action)) == 1
+    assert len(services.connector_landed_copies(c)) == 1  # nothing deleted
+    gone = services.connector_purge_landing(actor=dm_engineer, connector=c)
+    assert len(gone) == 1 and services.connector_landed_copies(c) == []
