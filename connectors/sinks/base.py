@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
+from migration.engine.checksums import SCHEME
 from migration.engine.errors import TerminalError
 from migration.engine.ports import (
     REJECT_COLUMNS,
@@ -368,7 +369,12 @@ class SqlSink(ABC):
             return done
         names = _StagedNames(self, run_id)
         me = names[table]
-        result: dict[str, Any] = {"moved": {}, "flagged": {}, "moved_checksums": {}}
+        result: dict[str, Any] = {
+            "moved": {},
+            "flagged": {},
+            "moved_checksums": {},
+            "checksum_scheme": SCHEME,
+        }
         with self.transaction():
             done = self.marker(run_id, f"xt:{table}")
             if done is not None:

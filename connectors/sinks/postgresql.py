@@ -18,6 +18,7 @@ import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.csv as pacsv  # type: ignore[import-untyped, unused-ignore]
 
 from connectors.sinks.base import REJECTS, SqlSink, ident
+from migration.engine.checksums import PG_HASH32
 from migration.engine.errors import TerminalError, TransientError
 from migration.engine.ports import REJECT_COLUMNS, StagedStep, StageTable
 
@@ -140,11 +141,9 @@ class PostgresSink(SqlSink):
                 cp.write(_copy_payload(frame))
 
     def checksum_expr(self, column: str) -> str:
-        """Return the SQL checksum sum of ``column`` (first 32 bits of md5)."""
-        return (
-            f"COALESCE(SUM(('x' || substr(md5(CAST({column} AS TEXT)), 1, 8))"
-            "::bit(32)::bigint), 0)"
-        )
+        """Return the SQL checksum sum of ``column`` (the server's ``hashtext``)."""
+        value = PG_HASH32.format(f"CAST({column} AS TEXT)")
+        return f"COALESCE(SUM({value}), 0)"
 
     def create_staging(self, run_id: str, table: StageTable) -> None:
         """Create one staging table (UNLOGGED if configured), no indexes."""

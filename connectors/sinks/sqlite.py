@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
 from connectors.sinks.base import SqlSink, ident
-from migration.engine.checksums import md5_32
+from migration.engine.checksums import Hash32Sum
 from migration.engine.errors import TerminalError, TransientError
 from migration.engine.ports import StageTable
 
@@ -41,7 +41,7 @@ class SqliteSink(SqlSink):
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA foreign_keys=OFF")
         self.conn.execute("PRAGMA legacy_alter_table=ON")
-        self.conn.create_function("pas_md5_32", 1, md5_32, deterministic=True)
+        self.conn.create_aggregate("pas_hash32_sum", 1, Hash32Sum)
         self._depth = 0
         self.create_control_tables()
 
@@ -98,8 +98,8 @@ class SqliteSink(SqlSink):
             raise TerminalError(f"duplicate rows into {table}: {exc}") from exc
 
     def checksum_expr(self, column: str) -> str:
-        """Return the SQL checksum sum of ``column`` (md5 UDF)."""
-        return f"COALESCE(SUM(pas_md5_32(CAST({column} AS TEXT))), 0)"
+        """Return the SQL checksum sum of ``column`` (an aggregate in Python)."""
+        return f"COALESCE(pas_hash32_sum(CAST({column} AS TEXT)), 0)"
 
     def column_type(self, sql_type: str) -> str:
         """Return the SQLite affinity of an engine SQL type."""

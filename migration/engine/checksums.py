@@ -1,46 +1,117 @@
 """Order-independent column checksums, computable in pandas and in SQL alike.
 
-checksum(column) = (non-null count, sum of the first 32 bits of md5(text))
-where ``text`` is the canonical text of the value (ISO dates, decimal ints).
-A sum is order-independent and subtractable, so the engine can compare what
-it sent (minus rows moved out in the cross-table phase) with the target.
+checksum(column) = (non-null count, sum of hash32(text))
+where ``text`` is the canonical text of the value (ISO dates, decimal ints)
+and ``hash32`` is PostgreSQL's own hash of a text, ``hashtext()`` (Bob
+Jenkins' lookup3 as ``hash_bytes`` in PostgreSQL's ``src/common/hashfn.c``
+gives it), read as an unsigned 32-bit number. A sum is order-independent and
+subtractable, so the engine can compare what it sent (minus rows moved out in
+the cross-table phase) with the target.
 
-The pandas side computes MD5 vectorised with numpy (one 64-byte block per
-value, i.e. values of up to 55 UTF-8 bytes; longer ones go through hashlib):
-the same bits as ``md5_32`` and the SQL side, without a Python call per row.
+Why this hash: the target computes it inside the server, in C, at ~1/10 the
+cost of ``md5()`` (measured on 100k patients: 17 ms against 166 ms for four
+columns), and the engine computes it vectorised with numpy at a fraction of
+MD5's 64 rounds. It detects what a reconciliation checksum is for (values
+changed, dropped or added on the way: truncation, re-encoding, rounding), not
+tampering; the audit chain uses SHA-256 for that. The test suite compares
+this module with the server's ``hashtext`` value for value.
 """
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.compute as pc  # type: ignore[import-untyped, unused-ignore]
 
-_SHIFTS = [7, 12, 17, 22] * 4 + [5, 9, 14, 20] * 4 + [4, 11, 16, 23] * 4
-_SHIFTS += [6, 10, 15, 21] * 4
-_K = [int(abs(np.sin(i + 1)) * 2**32) & 0xFFFFFFFF for i in range(64)]
-_INIT = (0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476)
-#: Longest message (bytes) that fits one padded MD5 block.
-_ONE_BLOCK = 55
+#: The name stored beside every sum (checkpoints, cross-table results): sums
+#: taken under another scheme (``md5-32`` before it, when the name is
+#: missing) are never added to or compared with this one's.
+SCHEME = "hashtext-32"
+#: The scheme of sums stored without a name (the first 32 bits of md5).
+OLD_SCHEME = "md5-32"
+#: The SQL of one value's hash on PostgreSQL ({} is the text expression):
+#: ``COLLATE "C"`` keeps ``hashtext`` on the bytes whatever the column's
+#: collation (a nondeterministic one would hash a sort key instead).
+PG_HASH32 = 'hashtext(({}) COLLATE "C")::bigint & 4294967295'
+_M = 0xFFFFFFFF
+_GOLDEN = 0x9E3779B9 + 3923095
+#: Values looked at to decide whether a column repeats enough to count first.
+_PEEK = 2048
 
 
-def md5_32(text: str | None) -> int | None:
-    """Return the first 32 bits of md5(text) as an int (None for None)."""
+def _rot(x: int, k: int) -> int:
+    return ((x << k) | (x >> (32 - k))) & _M
+
+
+def hash32(text: str | None) -> int | None:
+    """Return PostgreSQL's ``hashtext(text)`` as an unsigned int (None for None).
+
+    The scalar reference of the vectorised path (and the SQLite target's UDF).
+    """
     if text is None:
         return None
-    return int.from_bytes(
-        hashlib.md5(text.encode("utf-8"), usedforsecurity=False).digest()[:4], "big"
-    )
+    k = text.encode("utf-8")
+    n = len(k)
+    a = b = c = (_GOLDEN + n) & _M
+    full = n - n % 12
+    for i in range(0, full, 12):
+        a = (a + int.from_bytes(k[i : i + 4], "little")) & _M
+        b = (b + int.from_bytes(k[i + 4 : i + 8], "little")) & _M
+        c = (c + int.from_bytes(k[i + 8 : i + 12], "little")) & _M
+        a = ((a - c) & _M) ^ _rot(c, 4)
+        c = (c + b) & _M
+        b = ((b - a) & _M) ^ _rot(a, 6)
+        a = (a + c) & _M
+        c = ((c - b) & _M) ^ _rot(b, 8)
+        b = (b + a) & _M
+        a = ((a - c) & _M) ^ _rot(c, 16)
+        c = (c + b) & _M
+        b = ((b - a) & _M) ^ _rot(a, 19)
+        a = (a + c) & _M
+        c = ((c - b) & _M) ^ _rot(b, 4)
+        b = (b + a) & _M
+    tail = k[full:] + bytes(12 - (n - full))
+    a = (a + int.from_bytes(tail[0:4], "little")) & _M
+    b = (b + int.from_bytes(tail[4:8], "little")) & _M
+    # The tail's ninth to eleventh bytes go in above c's lowest byte.
+    c = (c + (int.from_bytes(tail[8:12], "little") << 8)) & _M
+    return _final(a, b, c)
 
 
-def _md5_32_block(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Return md5_32 of each message ``data[offsets[i]:offsets[i+1]]`` (<= 55 B)."""
+def _final(a: int, b: int, c: int) -> int:
+    c = ((c ^ b) - _rot(b, 14)) & _M
+    a = ((a ^ c) - _rot(c, 11)) & _M
+    b = ((b ^ a) - _rot(a, 25)) & _M
+    c = ((c ^ b) - _rot(b, 16)) & _M
+    a = ((a ^ c) - _rot(c, 4)) & _M
+    b = ((b ^ a) - _rot(a, 14)) & _M
+    c = ((c ^ b) - _rot(b, 24)) & _M
+    return c
+
+
+class _Rot:
+    """``x ^= rot(y, k)`` and ``x -= rot(y, k)`` on uint32 arrays, one scratch buffer."""
+
+    def __init__(self, m: int) -> None:
+        self.t = np.empty(m, dtype=np.uint32)
+        self.u = np.empty(m, dtype=np.uint32)
+
+    def of(self, y: np.ndarray, k: int) -> np.ndarray:
+        np.left_shift(y, np.uint32(k), out=self.t)
+        np.right_shift(y, np.uint32(32 - k), out=self.u)
+        self.t |= self.u
+        return self.t
+
+
+def _lay_out(data: np.ndarray, offsets: np.ndarray, width: int) -> np.ndarray:
+    """Return messages ``data[offsets[i]:offsets[i+1]]`` as rows of a
+    zero-padded (m, width) byte matrix."""
     m = len(offsets) - 1
     lengths = np.diff(offsets)
-    block = np.zeros((m, 64), dtype=np.uint8)
+    block = np.zeros((m, width), dtype=np.uint8)
     sizes = np.unique(lengths)
     if len(sizes) == 1:
         # One length (dates, timestamps, NHS numbers): the bytes are already
@@ -57,51 +128,88 @@ def _md5_32_block(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         rows = np.repeat(np.arange(m), lengths)
         cols = np.arange(total) - np.repeat(offsets[:-1] - offsets[0], lengths)
         block[rows, cols] = data[offsets[0] : offsets[-1]]
-    block[np.arange(m), lengths] = 0x80
-    bits = (lengths.astype(np.uint64) * np.uint64(8)).astype("<u8")
-    block[:, 56:64] = bits.view(np.uint8).reshape(m, 8)
-    words = np.ascontiguousarray(block).view("<u4").astype(np.uint32)
-    msg = [np.ascontiguousarray(words[:, g]) for g in range(16)]
-    a = np.full(m, _INIT[0], dtype=np.uint32)
-    b = np.full(m, _INIT[1], dtype=np.uint32)
-    c = np.full(m, _INIT[2], dtype=np.uint32)
-    d = np.full(m, _INIT[3], dtype=np.uint32)
-    f = np.empty(m, dtype=np.uint32)
-    t = np.empty(m, dtype=np.uint32)
-    for i in range(64):
-        # In-place numpy ops: no temporaries in the 64 rounds.
-        if i < 16:
-            np.bitwise_xor(c, d, out=f)
-            f &= b
-            f ^= d
-            g = i
-        elif i < 32:
-            np.bitwise_xor(b, c, out=f)
-            f &= d
-            f ^= c
-            g = (5 * i + 1) % 16
-        elif i < 48:
-            np.bitwise_xor(b, c, out=f)
-            f ^= d
-            g = (3 * i + 5) % 16
-        else:
-            np.invert(d, out=f)
-            f |= b
-            f ^= c
-            g = (7 * i) % 16
-        f += a
-        f += np.uint32(_K[i])
-        f += msg[g]
-        s = _SHIFTS[i]
-        np.left_shift(f, np.uint32(s), out=t)
-        f >>= np.uint32(32 - s)
-        f |= t
-        f += b
-        # rotate registers: (a, b, c, d) <- (d, f, b, c); reuse a's buffer as f
-        a, b, c, d, f = d, f, b, c, a
-    a = a + np.uint32(_INIT[0])
-    # hexdigest()[:8] read as hex = the first four digest bytes big-endian.
-    return a.byteswap().astype(np.uint64)
+    return block
+
+
+def _mix(a: np.ndarray, b: np.ndarray, c: np.ndarray, r: _Rot) -> None:
+    a -= c
+    a ^= r.of(c, 4)
+    c += b
+    b -= a
+    b ^= r.of(a, 6)
+    a += c
+    c -= b
+    c ^= r.of(b, 8)
+    b += a
+    a -= c
+    a ^= r.of(c, 16)
+    c += b
+    b -= a
+    b ^= r.of(a, 19)
+    a += c
+    c -= b
+    c ^= r.of(b, 4)
+    b += a
+
+
+def _final_v(a: np.ndarray, b: np.ndarray, c: np.ndarray, r: _Rot) -> np.ndarray:
+    c ^= b
+    c -= r.of(b, 14)
+    a ^= c
+    a -= r.of(c, 11)
+    b ^= a
+    b -= r.of(a, 25)
+    c ^= b
+    c -= r.of(b, 16)
+    a ^= c
+    a -= r.of(c, 4)
+    b ^= a
+    b -= r.of(a, 14)
+    c ^= b
+    c -= r.of(b, 24)
+    return c
+
+
+def _hash32_each(arr: pa.Array) -> np.ndarray:
+    """Return hash32 of every value of a non-null string array (uint64)."""
+    bufs = arr.buffers()
+    width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    offsets = np.frombuffer(bufs[1], dtype=width)[
+        arr.offset : arr.offset + len(arr) + 1
+    ].astype(np.int64)
+    data = (
+        np.frombuffer(bufs[2], dtype=np.uint8)
+        if bufs[2] is not None
+        else np.zeros(0, dtype=np.uint8)
+    )
+    m = len(arr)
+    lengths = np.diff(offsets)
+    blocks = lengths // 12
+    most = int(blocks.max()) if m else 0
+    # Every value laid out at once (zero-padded rows of little-endian words);
+    # then all of them are mixed block by block, and the values that end at
+    # a block take their tail and final mix there. The words past a value's
+    # end are zeros, so a value whose length is a multiple of 12 adds nothing
+    # in its (empty) tail, as PostgreSQL's hash_bytes does.
+    words = _lay_out(data, offsets, 12 * (most + 1)).view("<u4")
+    a = (lengths + _GOLDEN).astype(np.uint64).astype(np.uint32)
+    b = a.copy()
+    c = a.copy()
+    out = np.empty(m, dtype=np.uint64)
+    for j in range(most + 1):
+        ends = None if most == 0 else np.flatnonzero(blocks == j)
+        if ends is None or len(ends):
+            pick = slice(None) if ends is None else ends
+            ta = a[pick] + words[pick, 3 * j]
+            tb = b[pick] + words[pick, 3 * j + 1]
+            tc = c[pick] + (words[pick, 3 * j + 2] << np.uint32(8))
+            out[pick] = _final_v(ta, tb, tc, _Rot(len(ta)))
+        if j < most:
+            a += words[:, 3 * j]
+            b += words[:, 3 * j + 1]
+            c += words[:, 3 * j + 2]
+            _mix(a, b, c, _Rot(m))
+    return out
 
 
 def _canonical_text(values: pd.Series) -> pa.Array | None:
@@ -128,53 +236,59 @@ def series_checksum(values: pd.Series) -> tuple[int, int]:
     """Return (non-null count, checksum sum) of a Series of canonical text."""
     arr = _canonical_text(values)
     if arr is None:
-        return _series_checksum_slow(values)
+        return texts_checksum(values.dropna().astype(str))
     n = len(arr)
     if n == 0:
         return 0, 0
-    # The sum is over rows, but equal texts hash alike: where a column
-    # repeats (codes, dates, provenance), hash each distinct text once and
-    # weigh it by its count -- the same sum for a fraction of the MD5 work.
-    counted = pc.value_counts(arr)
-    if len(counted) * 2 <= n:
-        hashes = _md5_32_each(counted.field("values"))
+    # Where a column repeats (codes, names, provenance), hash each distinct
+    # text once and weigh it by its count; where it is mostly distinct (keys,
+    # NHS numbers, dates), counting costs more than hashing every value. A
+    # look at the first values decides (either way gives the same sum).
+    head = arr.slice(0, _PEEK)
+    if len(pc.unique(head)) * 5 <= len(head) * 4:
+        counted = pc.value_counts(arr)
+        hashes = _hash32_each(counted.field("values"))
         weights = counted.field("counts").to_numpy().astype(np.uint64)
         return n, int((hashes * weights).sum(dtype=np.uint64))
-    return n, int(_md5_32_each(arr).sum(dtype=np.uint64))
+    return n, int(_hash32_each(arr).sum(dtype=np.uint64))
 
 
-def _md5_32_each(arr: pa.Array) -> np.ndarray:
-    """Return md5_32 of every value of a non-null string array (uint64)."""
-    out = np.zeros(len(arr), dtype=np.uint64)
-    lengths = pc.binary_length(arr).to_numpy(zero_copy_only=False)
-    long_rows = lengths > _ONE_BLOCK
-    if long_rows.any():
-        out[long_rows] = [md5_32(t) or 0 for t in arr.filter(long_rows).to_pylist()]
-    short = ~long_rows
-    if short.any():
-        part = arr.filter(short) if long_rows.any() else arr
-        bufs = part.buffers()
-        width = np.int64 if pa.types.is_large_string(part.type) else np.int32
-        offsets = np.frombuffer(bufs[1], dtype=width)[
-            part.offset : part.offset + len(part) + 1
-        ].astype(np.int64)
-        data = (
-            np.frombuffer(bufs[2], dtype=np.uint8)
-            if bufs[2] is not None
-            else np.zeros(0, dtype=np.uint8)
-        )
-        out[short] = _md5_32_block(data, offsets)
-    return out
+def texts_checksum(texts: Iterable[str | None]) -> tuple[int, int]:
+    """Return (non-null count, checksum sum) of any iterable of texts."""
+    arr = pa.array(list(texts), type=pa.string())
+    arr = pc.drop_null(arr)
+    if len(arr) == 0:
+        return 0, 0
+    return len(arr), int(_hash32_each(arr).sum(dtype=np.uint64))
 
 
-def _series_checksum_slow(values: pd.Series) -> tuple[int, int]:
-    counts = values.dropna().astype(str).value_counts()
-    total = 0
-    n = 0
-    for text, cnt in counts.items():
-        total += md5_32(str(text)) * int(cnt)  # type: ignore[operator]
-        n += int(cnt)
-    return n, total
+class Hash32Sum:
+    """A SQL aggregate (SQLite's ``create_aggregate``): the checksum sum.
+
+    Values are hashed vectorised in batches, so memory stays bounded
+    whatever the table's size; NULLs are skipped as ``SUM`` would.
+    """
+
+    BATCH = 65_536
+
+    def __init__(self) -> None:
+        self.pending: list[str] = []
+        self.total = 0
+
+    def step(self, value: str | None) -> None:
+        if value is not None:
+            self.pending.append(value)
+            if len(self.pending) >= self.BATCH:
+                self._flush()
+
+    def _flush(self) -> None:
+        if self.pending:
+            self.total += texts_checksum(self.pending)[1]
+            self.pending = []
+
+    def finalize(self) -> int:
+        self._flush()
+        return self.total
 
 
 def add(a: tuple[int, int] | list[int], b: tuple[int, int] | list[int]) -> list[int]:

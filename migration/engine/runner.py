@@ -17,9 +17,14 @@ from typing import Any
 
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
-from migration.engine.checksums import add, series_checksum
+from migration.engine.checksums import OLD_SCHEME, SCHEME, add, series_checksum
 from migration.engine.contract import Contract, validate_contract
-from migration.engine.errors import ContractError, EngineError, TransientError
+from migration.engine.errors import (
+    ContractError,
+    EngineError,
+    TerminalError,
+    TransientError,
+)
 from migration.engine.pipeline import (
     ChunkResult,
     TablePlan,
@@ -508,6 +513,11 @@ def _checkpoints_of(sink: Sink, run_id: str, table: str) -> list[Checkpoint]:
     return [cp] if cp is not None else []
 
 
+def _scheme_of(state: Mapping[str, Any]) -> str:
+    """Return the checksum scheme of stored sums (unnamed: the earlier md5 one)."""
+    return str(state.get("checksum_scheme") or OLD_SCHEME)
+
+
 def table_checkpoint(sink: Sink, run_id: str, table: str) -> Checkpoint | None:
     """Return the checkpoint of a whole table: the sum over its key ranges.
 
@@ -529,6 +539,8 @@ def table_checkpoint(sink: Sink, run_id: str, table: str) -> Checkpoint | None:
         for col, cs in dict(c.extra.get("checksums") or {}).items():
             sums[col] = add(sums.get(col, [0, 0]), cs)
     extra["checksums"] = sums
+    schemes = {_scheme_of(c.extra) for c in cps if c.extra.get("checksums")}
+    extra["checksum_scheme"] = schemes.pop() if len(schemes) == 1 else "mixed"
     codes: dict[str, Counter[str]] = {}
     for c in cps:
         _add_codes(codes, c.extra.get("defaulted_codes"))
@@ -768,7 +780,10 @@ class _TableLoad:
             self.checksums[col] = add(
                 self.checksums.get(col, [0, 0]), series_checksum(rows[col])
             )
-        return {"checksums": {k: list(v) for k, v in self.checksums.items()}}
+        return {
+            "checksums": {k: list(v) for k, v in self.checksums.items()},
+            "checksum_scheme": SCHEME,
+        }
 
 
 class _ChunkWriter:
@@ -906,9 +921,19 @@ def _open_unit(
     if cp is not None and rng.range_id == WHOLE_TABLE:
         # A staging table that lost rows its checkpoint counts (an UNLOGGED
         # table after a server crash, say) cannot be trusted: redo the table.
-        if sink.count(table, run_id=run_id) != cp.rows_loaded:
+        # So is one whose sums so far were taken by an earlier version's
+        # checksum scheme: they cannot be carried on with this one's.
+        if sink.count(table, run_id=run_id) != cp.rows_loaded or (
+            cp.extra.get("checksums") and _scheme_of(cp.extra) != SCHEME
+        ):
             sink.reset_table(run_id, table)
             cp = None
+    if cp is not None and cp.extra.get("checksums") and _scheme_of(cp.extra) != SCHEME:
+        raise TerminalError(
+            f"{table}: this key range was started by an earlier version whose "
+            "column checksums cannot be carried on; start the run again as a "
+            "new run"
+        )
     try:
         source_rows: int | None = source.count(tm.source)
     except EngineError:
@@ -1055,6 +1080,10 @@ def _reconcile(
         moved_by_table[t] = {
             "sent": dict(cp.extra.get("checksums") or {}),
             "moved": dict(phase.get("moved_checksums") or {}),
+            "schemes": {
+                _scheme_of(cp.extra) if cp.extra.get("checksums") else SCHEME,
+                _scheme_of(phase) if phase.get("moved_checksums") else SCHEME,
+            },
         }
         tr = TableReport(table=t, source_table=tm.source)
         tr.seconds = report.timings.get(f"load:{t}", 0.0)
@@ -1150,6 +1179,20 @@ def _verify_checksums(
             continue
         sent = moved_by_table.get(t, {}).get("sent", {})
         moved_cs = moved_by_table.get(t, {}).get("moved", {})
+        schemes = moved_by_table.get(t, {}).get("schemes", {SCHEME})
+        if schemes != {SCHEME}:
+            # Sums taken by an earlier version (a run resumed across an
+            # upgrade after its load finished) cannot be compared with the
+            # target's sums of this one: not a match, and said so.
+            for cm in tr.columns:
+                if cm.name in columns:
+                    cm.checksum_match = False
+            report.failure_reasons.append(
+                f"{t}: the load's column checksums were taken by an earlier "
+                f"version ({', '.join(sorted(schemes - {SCHEME}))}) and cannot be "
+                "compared with the target's; start the run again as a new run"
+            )
+            continue
         target = sink.table_profile(t, [], columns)["checksums"]
         for cm in tr.columns:
             if cm.name not in columns:

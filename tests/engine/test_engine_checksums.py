@@ -1,24 +1,38 @@
-"""Column checksums: the vectorised MD5 sums equal hashlib's, row for row.
+"""Column checksums: the engine's sums equal PostgreSQL's ``hashtext``, value for value.
 
-The engine's checksum of what it sent is compared with PostgreSQL's
-``md5()`` of what landed, so the numpy MD5, the long-value path and the
-distinct-value weighting must all give exactly hashlib's sum.
+The engine's checksum of what it sent is compared with the target's checksum
+of what landed (PostgreSQL's ``hashtext``, SQLite's aggregate), so the
+vectorised hash, its layout paths and the distinct-value weighting must all
+give exactly the scalar reference's sum -- and the scalar reference must be
+the server's own function.
 """
 
 from __future__ import annotations
 
 import random
+import sqlite3
 import string
 
+import numpy as np
 import pandas as pd
+import psycopg
+import pyarrow as pa
 import pytest
+from engine_kit import PG_DSN
 
-from migration.engine.checksums import md5_32, series_checksum
+from migration.engine.checksums import (
+    PG_HASH32,
+    Hash32Sum,
+    _hash32_each,
+    hash32,
+    series_checksum,
+    texts_checksum,
+)
 
 
 def _expected(values: list[str | None]) -> tuple[int, int]:
     texts = [v for v in values if v is not None]
-    return len(texts), sum(md5_32(t) or 0 for t in texts)
+    return len(texts), sum(hash32(t) or 0 for t in texts)
 
 
 def _text(rng: random.Random, longest: int) -> str:
@@ -29,8 +43,8 @@ def _text(rng: random.Random, longest: int) -> str:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_mostly_distinct_values(seed: int) -> None:
     rng = random.Random(seed)
-    # Up to 70 characters, some multi-byte: values on both sides of the
-    # one-block (55-byte) limit, blanks and NULLs.
+    # Up to 70 characters, some multi-byte (up to ~200 bytes): values of
+    # every number of 12-byte blocks, blanks and NULLs.
     values = [None if rng.random() < 0.05 else _text(rng, 70) for _ in range(4000)]
     s = pd.Series(values, dtype="string[pyarrow]")
     assert series_checksum(s) == _expected(values)
@@ -75,8 +89,8 @@ def test_sliced_and_multi_chunk_columns() -> None:
 @pytest.mark.parametrize("seed", [1, 2])
 def test_one_or_few_value_lengths(seed: int) -> None:
     """Columns of one width (dates, timestamps, NHS numbers) or a few widths
-    are laid into MD5 blocks by reshape / per-width gathers, not a scatter:
-    the same sums, whole or sliced, with empty strings among them."""
+    are laid out by reshape / per-width gathers, not a scatter: the same
+    sums, whole or sliced, with empty strings among them."""
     rng = random.Random(seed)
     stamps = [
         f"20{rng.randint(0, 99):02d}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
@@ -95,3 +109,82 @@ def test_one_or_few_value_lengths(seed: int) -> None:
     assert series_checksum(few.iloc[17:2017]) == _expected(mixed[17:2017])
     blanks = pd.Series([""] * 10, dtype="string[pyarrow]")
     assert series_checksum(blanks) == _expected([""] * 10)
+
+
+def _server_hashes(texts: list[str]) -> list[int]:
+    with psycopg.connect(PG_DSN) as conn:
+        rows = conn.execute(
+            "SELECT " + PG_HASH32.format("v") + " FROM unnest(%s::text[]) "
+            "WITH ORDINALITY AS t(v, o) ORDER BY o",
+            (texts,),
+        ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def test_the_reference_is_postgresqls_hashtext() -> None:
+    """Every length from 0 to 100 bytes (each tail of a 12-byte block, one
+    to eight blocks), multi-byte text, and the characters a CSV or COPY
+    could trip on: the scalar and the vectorised hash both equal the
+    server's, value for value."""
+    rng = random.Random(11)
+    alphabet = string.ascii_letters + string.digits + " -é£—\t\n\"',|"
+    texts = ["".join(rng.choices(alphabet, k=n)) for n in range(101) for _ in range(3)]
+    texts += ["", "0", "2024-02-29", "4857773456", "ZZ99 3VZ", "é" * 60]
+    server = _server_hashes(texts)
+    assert [hash32(t) for t in texts] == server
+    assert _hash32_each(pa.array(texts)).tolist() == server
+    # A slice (an offset into the Arrow buffers) and large_string buffers.
+    big = pa.array(texts, pa.large_string()).slice(5, 200)
+    assert _hash32_each(big).tolist() == server[5:205]
+
+
+def test_a_published_columns_checksum_equals_the_targets() -> None:
+    """The SQL checksum of a PostgreSQL column and of a SQLite column equal
+    the engine's sum of what was sent (NULLs not counted)."""
+    rng = random.Random(5)
+    values = [None if rng.random() < 0.1 else _text(rng, 40) for _ in range(3000)]
+    sent = series_checksum(pd.Series(values, dtype="string[pyarrow]"))
+    expr = "COALESCE(SUM(" + PG_HASH32.format("CAST(v AS TEXT)") + "), 0)"
+    with psycopg.connect(PG_DSN) as conn:
+        row = conn.execute(
+            f"SELECT COUNT(v), {expr} FROM unnest(%s::text[]) AS t(v)", (values,)
+        ).fetchone()
+    assert row is not None
+    assert (int(row[0]), int(row[1])) == sent
+    lite = sqlite3.connect(":memory:")
+    lite.create_aggregate("pas_hash32_sum", 1, Hash32Sum)
+    lite.execute("CREATE TABLE t (v TEXT)")
+    lite.executemany("INSERT INTO t VALUES (?)", [(v,) for v in values])
+    got = lite.execute(
+        "SELECT COUNT(v), COALESCE(pas_hash32_sum(CAST(v AS TEXT)), 0) FROM t"
+    ).fetchone()
+    assert tuple(got) == sent
+
+
+def test_the_sqlite_aggregate_hashes_in_bounded_batches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """More values than one batch: the running sum over several batches is
+    the one-pass sum, and nothing waits past a batch."""
+    monkeypatch.setattr(Hash32Sum, "BATCH", 100)
+    texts = [f"value-{i}" for i in range(1050)]
+    agg = Hash32Sum()
+    for t in texts:
+        agg.step(t)
+        assert len(agg.pending) < 100
+    agg.step(None)
+    assert agg.finalize() == _expected(texts)[1] == texts_checksum(texts)[1]
+
+
+def test_repeating_columns_are_counted_mostly_distinct_ones_hashed() -> None:
+    """Both paths of ``series_checksum`` give the reference sum: a column
+    whose first values repeat (counted, each text hashed once) and one whose
+    first values are distinct but later ones repeat (hashed row by row)."""
+    codes = ["A", "B", "C", "D"] * 1000
+    assert series_checksum(pd.Series(codes, dtype="string[pyarrow]")) == _expected(
+        codes
+    )
+    late = [f"k{i}" for i in range(3000)] + ["same"] * 3000
+    assert series_checksum(pd.Series(late, dtype="string[pyarrow]")) == _expected(late)
+    ints = pd.Series(np.arange(5000) % 7, dtype="Int64")
+    assert series_checksum(ints) == _expected([str(i % 7) for i in range(5000)])

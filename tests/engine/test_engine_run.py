@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import csv
 import itertools
+import json
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -723,3 +724,78 @@ def test_postgres_unlogged_staging_publishes_logged_tables(
     assert {t: kinds[t] for t in published} == {t: "p" for t in published}
     assert {c.orphans for c in rep.fk_chains} == {0}
     sink.close()
+
+
+def _as_an_earlier_version_left_it(sink: Any, run_id: str) -> None:
+    """Rewrite a run's stored sums as the md5-era engine stored them: no
+    scheme name, and sums of another hash."""
+    with sink.transaction():
+        for run, table, rng, extra in sink.query(
+            sink.q(
+                "SELECT run_id, table_name, range_id, extra FROM "
+                f"{sink.qualified('_pas_checkpoints')} WHERE run_id = ?"
+            ),
+            (run_id,),
+        ):
+            state = json.loads(extra)
+            state.pop("checksum_scheme", None)
+            state["checksums"] = {
+                c: [n, s + 1] for c, (n, s) in state["checksums"].items()
+            }
+            sink.execute(
+                sink.q(
+                    f"UPDATE {sink.qualified('_pas_checkpoints')} SET extra = ? "
+                    "WHERE run_id = ? AND table_name = ? AND range_id = ?"
+                ),
+                (json.dumps(state), run, table, rng),
+            )
+
+
+def test_a_load_resumed_across_the_checksum_change_redoes_its_table(
+    legacy_pas: Any, make_sink: Any
+) -> None:
+    """A run killed mid-table by the md5-era engine, resumed by this one: the
+    table's sums so far cannot be carried on, so the table is staged again
+    from its first row -- nothing lost or duplicated, and the checksums match."""
+    path = legacy_pas(300, 7, 0.03) / "legacy_pas.sqlite3"
+    contract = load_default_contract(chunk_size=4)
+    first = contract.table_order()[0]
+    sink = make_sink()
+    with pytest.raises(TransientError):
+        run_contract(contract, CrashAfter(sqlite_source(path), 2), sink, "run-u")
+    cp = sink.checkpoint("run-u", first)
+    assert cp is not None and cp.rows_read > 0 and not cp.extra.get("done")
+    _as_an_earlier_version_left_it(sink, "run-u")
+    rep = run_contract(contract, sqlite_source(path), make_sink(), "run-u")
+    assert rep.status == "succeeded", rep.failure_reasons
+    assert_ledger(rep)
+    t = rep.table(first)
+    assert t.rows_read == t.source_rows
+    assert [c.name for c in t.columns if c.checksum_source]
+    assert all(c.checksum_match for c in t.columns if c.checksum_source)
+    keys = [r[0] for r in target_rows(sink, first, ["_source_key"])]
+    assert len(keys) == len(set(keys)) == t.rows_loaded
+
+
+def test_sums_of_an_earlier_checksum_scheme_are_not_compared(
+    legacy_pas: Any, make_sink: Any
+) -> None:
+    """A run whose load finished under the md5-era engine and whose
+    reconciliation runs under this one: its sums are not compared with the
+    target's (they would differ for the wrong reason) -- the run fails and
+    says why, naming the table and what to do."""
+    path = legacy_pas(400, 3, 0.0) / "legacy_pas.sqlite3"
+    contract = load_default_contract(chunk_size=300)
+    sink = make_sink()
+    ok = run_contract(contract, sqlite_source(path), sink, "run-v")
+    assert ok.status == "succeeded", ok.failure_reasons
+    # The same run's sums as the earlier version stored them, then the
+    # reconciliation again (a finished run re-run reconciles, moves nothing).
+    _as_an_earlier_version_left_it(sink, "run-v")
+    rep = run_contract(contract, sqlite_source(path), make_sink(), "run-v")
+    assert rep.status == "failed"
+    why = [r for r in rep.failure_reasons if "earlier version (md5-32)" in r]
+    assert {r.split(":")[0] for r in why} == {t.name for t in contract.target.tables}
+    assert not any(
+        c.checksum_match for t in rep.tables for c in t.columns if c.checksum_source
+    )
