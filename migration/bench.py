@@ -101,6 +101,99 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _process_cpu(pid: int) -> float | None:
+    """Return a process's CPU seconds (user + system) from /proc; None if unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:  # another host, or not ours to read
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class LoadCpu:
+    """CPU seconds of the load phase, by where they are spent (bench child only).
+
+    Wraps, for one run, the runner's pieces that own a thread -- the
+    transform on the caller's thread (``process_chunk``), the source read on
+    the read-ahead thread, the checksum fold and the COPY writer on theirs --
+    and measures each with ``time.thread_time()`` (CPU of that thread, not
+    time spent waiting), plus the PostgreSQL backend of the target
+    connection from ``/proc`` over the load phase (None when the server is
+    not on this host or not readable). The wrappers are removed on exit.
+    """
+
+    PARTS = ("transform", "source_read", "checksum_fold", "copy_writer")
+
+    def __init__(self) -> None:
+        self.cpu = dict.fromkeys(self.PARTS, 0.0)
+        self.backend_pid: int | None = None
+        self.backend: float | None = None
+        self.wall = 0.0
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def _wrap(self, owner: Any, name: str, part: str) -> None:
+        inner = getattr(owner, name)
+        self._saved.append((owner, name, inner))
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.thread_time()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.cpu[part] += time.thread_time() - t0
+
+        setattr(owner, name, timed)
+
+    def __enter__(self) -> LoadCpu:
+        from migration.engine import runner
+
+        self._wrap(runner, "process_chunk", "transform")
+        self._wrap(runner._ReadAhead, "_read", "source_read")
+        self._wrap(runner._ChunkWriter, "_fold", "checksum_fold")
+        self._wrap(runner._ChunkWriter, "_commit", "copy_writer")
+        load = runner._load_tables
+        self._saved.append((runner, "_load_tables", load))
+
+        def timed_load(*args: Any, **kwargs: Any) -> Any:
+            before = (
+                _process_cpu(self.backend_pid) if self.backend_pid is not None else None
+            )
+            t0 = time.monotonic()
+            try:
+                return load(*args, **kwargs)
+            finally:
+                self.wall += time.monotonic() - t0
+                after = (
+                    _process_cpu(self.backend_pid)
+                    if self.backend_pid is not None
+                    else None
+                )
+                if before is not None and after is not None:
+                    self.backend = (self.backend or 0.0) + after - before
+
+        runner._load_tables = timed_load
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for owner, name, inner in reversed(self._saved):
+            setattr(owner, name, inner)
+
+    def result(self) -> dict[str, Any]:
+        """Return the CPU seconds per part, their sum and the cores kept busy."""
+        parts: dict[str, float | None] = {k: round(v, 3) for k, v in self.cpu.items()}
+        parts["postgresql_backend"] = (
+            round(self.backend, 3) if self.backend is not None else None
+        )
+        total = sum(v for v in parts.values() if v is not None)
+        return {
+            "parts": parts,
+            "total": round(total, 3),
+            "wall": round(self.wall, 3),
+            "cores_busy": round(total / self.wall, 2) if self.wall else None,
+        }
+
+
 def worker_pipeline(source_path: str, dsn: str, schema: str) -> dict[str, Any]:
     """(child) Run the default contract from a SQLite legacy PAS into PostgreSQL."""
     from connectors.kinds import get_kind
@@ -112,11 +205,14 @@ def worker_pipeline(source_path: str, dsn: str, schema: str) -> dict[str, Any]:
     source = get_kind("sqlite").open({"path": source_path}, name="bench-source")
     sink = PostgresSink(dsn, schema=schema)  # as the product opens a target
     contract = contract_from_dict(default_contract_dict())
-    started = time.monotonic()
-    report = run_contract(contract, source, sink, "bench-run")
-    seconds = time.monotonic() - started
+    with LoadCpu() as cpu:
+        cpu.backend_pid = sink.conn.info.backend_pid
+        started = time.monotonic()
+        report = run_contract(contract, source, sink, "bench-run")
+        seconds = time.monotonic() - started
     sink.close()
     return {
+        "load_cpu": cpu.result(),
         "seconds": seconds,
         "status": report.status,
         "source_rows": sum(t.source_rows for t in report.tables),
@@ -559,6 +655,19 @@ def table(results: dict[str, Any]) -> str:
             f"precomputed {rng['precomputed'][0]:,.0f}-{rng['precomputed'][1]:,.0f}, "
             f"raw COPY {rng['raw_copy'][0]:,.0f}-{rng['raw_copy'][1]:,.0f}, "
             f"to_sql {rng['naive_pandas'][0]:,.0f}-{rng['naive_pandas'][1]:,.0f}"
+        )
+    for label, key in (("pipeline", "pipeline"), ("precomputed", "precomputed")):
+        cpu = results[key].get("load_cpu")
+        if not cpu:
+            continue
+        parts = ", ".join(
+            f"{k.replace('_', ' ')} {v:.2f}" if v is not None else f"{k} n/a"
+            for k, v in cpu["parts"].items()
+        )
+        lines.append(
+            f"load CPU-s, {label}: {parts}; sum {cpu['total']:.2f} over "
+            f"{cpu['wall']:.2f}s wall ({cpu['cores_busy']} of "
+            f"{results['machine']['cpus']} cores busy)"
         )
     lines += ["", "ratios (target):"]
     r = results["ratios"]

@@ -74,7 +74,29 @@ def test_bench_runs_every_measurement_and_reports_ratios(tmp_path: Path) -> None
         r["P4_reconcile_with_checksums_vs_count_star"]
         > (r["P4_reconcile_vs_count_star"])
     )
+    # The load's CPU, by where it went: every thread of the pipeline's load
+    # did work; the PostgreSQL backend is on this host, so it is counted too
+    # (in clock ticks: at this tiny size it may round to none); the replayed
+    # load transformed less; the sum is the parts'.
+    cpu = pipe["load_cpu"]
+    assert set(cpu["parts"]) == {
+        "transform",
+        "source_read",
+        "checksum_fold",
+        "copy_writer",
+        "postgresql_backend",
+    }
+    backend = cpu["parts"].pop("postgresql_backend")
+    assert backend is not None and backend >= 0
+    assert all(v > 0 for v in cpu["parts"].values()), cpu
+    cpu["parts"]["postgresql_backend"] = backend
+    assert cpu["total"] == pytest.approx(sum(cpu["parts"].values()), abs=0.01)
+    assert cpu["wall"] == pytest.approx(pipe["load_seconds"], rel=0.25)
+    assert cpu["cores_busy"] == pytest.approx(cpu["total"] / cpu["wall"], abs=0.01)
+    replayed = pre["load_cpu"]["parts"]
+    assert replayed["transform"] < cpu["parts"]["transform"]
     text = stdout.getvalue()
+    assert "load CPU-s, pipeline: transform" in text
     assert "P1 pipeline load / raw COPY" in text and "P4 reconcile" in text
     assert "load with engine work precomputed / raw COPY" in text
     # No scratch schema is left behind.
