@@ -179,6 +179,12 @@ def connector_update(
         if k not in kind_secrets and stored.get(k) != connector.config.get(k)
     )
     rotated = sorted(f for f in refs if refs.get(f) != old_refs.get(f))
+    data: dict[str, Any] = {"changed": changed, "credential_fields_changed": rotated}
+    if connector_lands_extracts(connector) and {"path", "landing_dir"} & set(changed):
+        # The copies are named after the extract's path and kept in the
+        # landing folder: once either moves, nothing would read (or list,
+        # or purge) them again, and they hold patient rows.
+        data["landed_copies_deleted"] = _purge_quietly(connector)
     if name is not None:
         connector.name = name
     connector.config = stored
@@ -189,9 +195,21 @@ def connector_update(
         actor=actor,
         action="connectors.connector.updated",
         target=connector,
-        data={"changed": changed, "credential_fields_changed": rotated},
+        data=data,
     )
     return connector
+
+
+def _purge_quietly(connector: Connector) -> int | None:
+    """Delete a flat-extract connector's landed copies under its stored config.
+
+    Returns how many went, or None when the folder could not be read (the
+    copies then age out with the connector's retention).
+    """
+    try:
+        return len(connector_open_plain(connector).purge_landed())
+    except (EngineError, OSError):
+        return None
 
 
 @transaction.atomic
@@ -202,12 +220,7 @@ def connector_delete(*, actor: Any, connector: Connector) -> None:
     """
     data: dict[str, Any] = {"name": connector.name, "kind": connector.kind}
     if connector_lands_extracts(connector):
-        try:
-            gone = connector_open_plain(connector).purge_landed()
-        except (EngineError, OSError):  # the copies age out with the retention
-            data["landed_copies_deleted"] = None
-        else:
-            data["landed_copies_deleted"] = len(gone)
+        data["landed_copies_deleted"] = _purge_quietly(connector)
     audit.record(
         actor=actor,
         action="connectors.connector.deleted",

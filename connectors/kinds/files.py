@@ -618,6 +618,16 @@ class FileSource(ABC):
                         self.config.landing_retention_hours,
                     )  # fmt: skip
 
+    def _read_options(self) -> dict[str, Any]:
+        """Return the config that decides what a file's values are.
+
+        Everything but where copies go, how long they are kept, the file's
+        path (already in the copy's name) and the guard's settings: an
+        option added later counts until it is listed here, so a copy is
+        never served under options it was not landed with.
+        """
+        return self.config.model_dump(mode="json", exclude=_NOT_READ_OPTIONS)
+
     def _owner(self) -> str:
         """Return the name prefix of this connector's landed copies (its path)."""
         return _digest([self.kind, str(Path(self.config.path).resolve())])
@@ -649,7 +659,11 @@ class FileSource(ABC):
         which = (
             f"{self._owner()}-{_digest([self.kind, str(src.resolve()), table, key])}"
         )
-        version = _digest([list(scan.stamp), list(scan.columns), scan.types])
+        # The file's version AND how it is read: the same bytes read with
+        # another encoding or quote character are other values.
+        version = _digest(
+            [list(scan.stamp), list(scan.columns), scan.types, self._read_options()]
+        )
         final = root / f"{which}-{version}.sqlite3"
         with suppress(FileNotFoundError):
             os.utime(final)  # in use: the retention clock starts again
@@ -773,6 +787,17 @@ class FileSource(ABC):
 
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+#: Config fields that do not change what a file's values are (see _read_options).
+_NOT_READ_OPTIONS = {
+    "path",
+    "landing_dir",
+    "landing_retention_hours",
+    "block_size",
+    "governor",
+    "allowed_tables",
+}
 
 
 def _digest(parts: Any) -> str:

@@ -129,6 +129,41 @@ def test_landed_copy_is_private_reused_and_replaced_when_the_file_changes(
     assert len(now) == 1 and now != copies
 
 
+def test_a_landed_copy_is_not_reused_once_the_reading_options_change(
+    tmp_path: Path,
+) -> None:
+    """The same unchanged file read with another encoding or quote character
+    gives other values: the copy landed under the old options must not be
+    served (it would carry mis-decoded names into the migration), and the
+    copy under the options put back is landed again, not confused with it."""
+    data = tmp_path / "data"
+    data.mkdir()
+    land = tmp_path / "land"
+    lines = ["id,name"] + [f"{i},Zoë {i}" for i in (3, 1, 2)]
+    (data / "t.csv").write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+
+    def names(**cfg: Any) -> list[str]:
+        src = _open("csv", data, land, **cfg)
+        chunks = list(src.read_chunks("t", ["id", "name"], "id"))
+        return pd.concat(chunks, ignore_index=True)["name"].tolist()
+
+    assert names(encoding="latin-1") == ["Zoë 1", "Zoë 2", "Zoë 3"]
+    with pytest.raises(TerminalError):  # latin-1 bytes are not UTF-8
+        names(encoding="utf-8")
+    assert names(encoding="cp1252") == ["Zoë 1", "Zoë 2", "Zoë 3"]
+    # A quote character that changes what the values are.
+    quoted = ["id,name"] + [f"{i},'Ann {i}'" for i in (3, 1, 2)]
+    (data / "q.csv").write_text("\n".join(quoted) + "\n", encoding="utf-8")
+    src = _open("csv", data, land)
+    plain = pd.concat(list(src.read_chunks("q", ["id", "name"], "id")))
+    assert plain["name"].tolist() == ["'Ann 1'", "'Ann 2'", "'Ann 3'"]
+    src = _open("csv", data, land, quotechar="'")
+    unq = pd.concat(list(src.read_chunks("q", ["id", "name"], "id")))
+    assert unq["name"].tolist() == ["Ann 1", "Ann 2", "Ann 3"]
+    # One copy per file: each new set of options replaced the file's copy.
+    assert len(list(land.glob("*.sqlite3"))) == 2
+
+
 def test_landing_refuses_a_repeated_or_missing_key_without_naming_it(
     tmp_path: Path,
 ) -> None:

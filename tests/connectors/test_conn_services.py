@@ -310,6 +310,42 @@ def test_deleting_a_flat_extract_connector_deletes_its_landed_copies(
     assert (Path(c.config["path"]) / "people.csv").exists()  # extract untouched
 
 
+def test_moving_a_flat_extract_connector_deletes_the_copies_left_behind(
+    tmp_path: Path, flat_extract: Any
+) -> None:
+    """Copies are named after the extract's path: once the connector points
+    elsewhere (or lands elsewhere) they would never be read, listed or purged
+    again -- so the update deletes them, and says how many. Other changes
+    keep them."""
+    from connectors import services
+
+    c = flat_extract
+    land = tmp_path / "data" / "landing"
+    list(services.connector_open(c).read_chunks("people", ["name"], "id"))
+    assert len(list(land.glob("*.sqlite3"))) == 1
+    c = services.connector_update(
+        actor="tests", connector=c, config={**c.config, "landing_retention_hours": 2}
+    )
+    assert len(list(land.glob("*.sqlite3"))) == 1
+    updates = _events("connectors.connector.updated")
+    assert "landed_copies_deleted" not in max(updates, key=lambda e: e.pk).data
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    (moved / "people.csv").write_bytes(
+        (Path(c.config["path"]) / "people.csv").read_bytes()
+    )
+    c = services.connector_update(
+        actor="tests", connector=c, config={**c.config, "path": str(moved)}
+    )
+    assert list(land.glob("*.sqlite3")) == []
+    ev = max(_events("connectors.connector.updated"), key=lambda e: e.pk)
+    assert ev.data["changed"] == ["path"] and ev.data["landed_copies_deleted"] == 1
+    # The connector reads (and lands) from its new place.
+    rows = list(services.connector_open(c).read_chunks("people", ["name"], "id"))
+    assert sum(len(r) for r in rows) == 3
+    assert len(services.connector_landed_copies(c)) == 1
+
+
 def test_check_and_purge_are_refused_and_audited_without_manage_connectors(
     flat_extract: Any, steward: Any, dm_engineer: Any
 ) -> None:
