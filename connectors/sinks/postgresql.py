@@ -51,6 +51,18 @@ def _copy_payload(frame: pd.DataFrame) -> bytes:
     return bytes(sink.getvalue().to_pybytes())
 
 
+class EncodedRows:
+    """A frame already encoded as the COPY payload (see ``encode_rows``)."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.columns = [str(c) for c in frame.columns]
+        self.payload = _copy_payload(frame) if len(frame) else b""
+        self.rows = len(frame)
+
+    def __len__(self) -> int:
+        return self.rows
+
+
 class PostgresSink(SqlSink):
     """Stage, checkpoint and publish into one schema of a PostgreSQL database.
 
@@ -131,14 +143,25 @@ class PostgresSink(SqlSink):
         """Return ``"schema"."name"``."""
         return f"{ident(self.schema)}.{ident(name)}"
 
-    def insert_frame(self, table: str, frame: pd.DataFrame) -> None:
-        """COPY a frame into ``table`` (inside the current transaction)."""
-        cols = ", ".join(ident(c) for c in frame.columns)
+    def encode_rows(self, frame: pd.DataFrame) -> EncodedRows:
+        """Return a chunk's rows encoded for COPY, ahead of their commit.
+
+        The engine calls this on a thread of its own (beside the checksums)
+        so that the writer thread only streams bytes and commits: building
+        the payload no longer waits for the previous chunk's COPY, nor the
+        COPY for the payload.
+        """
+        return EncodedRows(frame)
+
+    def insert_frame(self, table: str, frame: pd.DataFrame | EncodedRows) -> None:
+        """COPY a frame (or its encoded rows) into ``table`` (current transaction)."""
+        enc = frame if isinstance(frame, EncodedRows) else EncodedRows(frame)
+        cols = ", ".join(ident(c) for c in enc.columns)
         with self.conn.cursor() as cur:
             with cur.copy(
                 f"COPY {self.qualified(table)} ({cols}) FROM STDIN (FORMAT csv)"
             ) as cp:
-                cp.write(_copy_payload(frame))
+                cp.write(enc.payload)
 
     def checksum_expr(self, column: str) -> str:
         """Return the SQL checksum sum of ``column`` (the server's ``hashtext``)."""

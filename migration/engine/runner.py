@@ -831,7 +831,7 @@ class _ChunkWriter:
         """Commit one chunk (now, or on the writer thread after the previous one)."""
         if self.pool is None or self.fold_pool is None:
             self._report(
-                self._commit(unit, rows, rejects, self._fold(unit, rows, cp)),
+                self._commit(unit, rejects, self._fold(unit, rows, cp)),
                 unit,
                 stage,
             )
@@ -840,18 +840,22 @@ class _ChunkWriter:
             self._pop()
         folded = self.fold_pool.submit(self._fold, unit, rows, cp)
         self.pending.append(
-            (self.pool.submit(self._commit, unit, rows, rejects, folded), unit, stage)
+            (self.pool.submit(self._commit, unit, rejects, folded), unit, stage)
         )
 
-    def _fold(self, unit: _TableLoad, rows: pd.DataFrame, cp: Checkpoint) -> Checkpoint:
-        return replace(cp, extra={**cp.extra, **unit.fold(rows)})
+    def _fold(
+        self, unit: _TableLoad, rows: pd.DataFrame, cp: Checkpoint
+    ) -> tuple[Checkpoint, Any]:
+        """Fold the chunk's checksums in; encode its rows if the sink can ahead."""
+        folded = replace(cp, extra={**cp.extra, **unit.fold(rows)})
+        encode = getattr(self.sink, "encode_rows", None)
+        return folded, (encode(rows) if encode is not None and len(rows) else rows)
 
     def _commit(
         self,
         unit: _TableLoad,
-        rows: pd.DataFrame,
         rejects: pd.DataFrame,
-        folded: Future[Checkpoint] | Checkpoint,
+        folded: Future[tuple[Checkpoint, Any]] | tuple[Checkpoint, Any],
     ) -> Checkpoint:
         if self.failed:
             # An earlier chunk did not commit: committing this one would
@@ -860,8 +864,8 @@ class _ChunkWriter:
                 f"chunk of {unit.table} not committed: an earlier chunk failed"
             )
         try:
-            cp = folded.result() if isinstance(folded, Future) else folded
-            self.sink.write_chunk(self.run_id, unit.table, rows, rejects, cp)
+            cp, staged = folded.result() if isinstance(folded, Future) else folded
+            self.sink.write_chunk(self.run_id, unit.table, staged, rejects, cp)
         except BaseException:
             self.failed = True
             raise
