@@ -97,6 +97,10 @@ class RunReport:
     finished_at: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     resumed: bool = False
+    #: How the column checksums were taken (``migration.engine.checksums``):
+    #: which hash of each value's text is summed, so a stored report says
+    #: what its checksum figures mean ("" before the checksum pass ran).
+    checksum_scheme: str = ""
 
     def table(self, name: str) -> TableReport:
         """Return the report of table ``name``; raises KeyError when absent."""

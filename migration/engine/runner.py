@@ -1176,6 +1176,7 @@ def _verify_checksums(
     phase moved out must equal the published column; a difference fails the run.
     """
     reports = {tr.table: tr for tr in report.tables}
+    report.checksum_scheme = SCHEME
     for t in order:
         plan, tr = plans[t], reports.get(t)
         columns = list(plan.stage.checksum_columns)

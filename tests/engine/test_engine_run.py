@@ -773,6 +773,7 @@ def test_a_load_resumed_across_the_checksum_change_redoes_its_table(
     assert t.rows_read == t.source_rows
     assert [c.name for c in t.columns if c.checksum_source]
     assert all(c.checksum_match for c in t.columns if c.checksum_source)
+    assert rep.to_dict()["checksum_scheme"] == "hashtext-32"
     keys = [r[0] for r in target_rows(sink, first, ["_source_key"])]
     assert len(keys) == len(set(keys)) == t.rows_loaded
 
