@@ -8,6 +8,7 @@ a killed worker would lose every "committed" chunk (QUALITY.md, traps).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -89,18 +90,39 @@ class PostgresSink(SqlSink):
         """Connect (autocommit) and create the schema and control tables."""
         self.schema = schema
         self.unlogged = unlogged
+        # Kept for ``clone`` only, in memory like the connection itself: the
+        # connection string can hold the password, so it is never printed.
+        self._dsn = dsn
+        self._connect_timeout = connect_timeout
+        self.conn = self._connect()
+        self._depth = 0
+        self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(schema)}")
+        self.create_control_tables()
+
+    def _connect(self) -> psycopg.Connection[Any]:
         try:
-            self.conn = psycopg.connect(
-                dsn, autocommit=True, connect_timeout=connect_timeout
+            conn = psycopg.connect(
+                self._dsn, autocommit=True, connect_timeout=self._connect_timeout
             )
         except psycopg.OperationalError as exc:
             # No driver text: it can carry the connection string.
             raise TransientError("cannot connect to the PostgreSQL target") from exc
-        self.conn.execute("SET DateStyle = 'ISO, YMD'")
-        self.conn.execute("SET TimeZone = 'UTC'")
-        self._depth = 0
-        self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(schema)}")
-        self.create_control_tables()
+        conn.execute("SET DateStyle = 'ISO, YMD'")
+        conn.execute("SET TimeZone = 'UTC'")
+        return conn
+
+    def clone(self) -> PostgresSink:
+        """Return this sink on a connection of its own (same target and schema).
+
+        The engine runs the cross-table phases of tables that share nothing
+        side by side, one connection each: the server's work is what that
+        phase waits on, and one connection uses one of its cores. Close the
+        clone when done.
+        """
+        other = copy.copy(self)
+        other.conn = self._connect()
+        other._depth = 0
+        return other
 
     def close(self) -> None:
         """Close the connection."""

@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import math
 import queue
+import string
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -41,6 +42,7 @@ from migration.engine.ports import (
     RangeSink,
     Sink,
     Source,
+    StagedStep,
 )
 from migration.engine.report import ColumnMetrics, FkChain, RunReport, TableReport
 from migration.engine.rules import RuleContext
@@ -192,6 +194,87 @@ def run_contract(
     )
 
 
+def _tables_touched(table: str, steps: list[StagedStep]) -> set[str]:
+    """Return the tables a table's cross-table steps read or change (itself too)."""
+    touched = {table}
+    for step in steps:
+        if step.ref_table:
+            touched.add(step.ref_table)
+        for _, name, _, _ in string.Formatter().parse(step.sql or ""):
+            if name:
+                touched.add(name)
+    return touched
+
+
+def _cross_table_phase(
+    contract: Contract,
+    plans: dict[str, TablePlan],
+    order: list[str],
+    sink: Sink,
+    run_id: str,
+    on_progress: ProgressFn | None,
+) -> None:
+    """Run every table's cross-table phase: each in one sink transaction.
+
+    In dependency order, with the same outcome as one after another: a
+    table's phase starts only when the phase of every table before it in
+    the order that either of them reads or changes has finished. Phases that
+    share no table run side by side on a second connection when the sink can
+    open one (``clone``), so the server's work -- what this phase waits on --
+    uses two of its cores instead of one. Progress is reported from the
+    caller's thread. On an error the phases under way finish (each is
+    atomic, and a resume skips those already done) and the first error is
+    raised.
+    """
+    steps = {t: staged_steps(contract, plans[t]) for t in order}
+    touched = {t: _tables_touched(t, steps[t]) for t in order}
+    before = {
+        t: {u for u in order[:i] if u in touched[t] or t in touched[u]}
+        for i, t in enumerate(order)
+    }
+
+    def phase(on: Any, t: str) -> Checkpoint | None:
+        on.apply_staged_steps(run_id, t, steps[t])
+        return table_checkpoint(on, run_id, t)
+
+    clone = getattr(sink, "clone", None)
+    if clone is None or len(order) < 2:
+        for t in order:
+            _progress(on_progress, run_id, t, "cross_table", phase(sink, t))
+        return
+    second = clone()
+    free: list[Any] = [second, sink]
+    waiting = list(order)
+    running: dict[Future[Checkpoint | None], tuple[str, Any]] = {}
+    done: set[str] = set()
+    error: BaseException | None = None
+    try:
+        with ThreadPoolExecutor(2, thread_name_prefix="pas-xt") as pool:
+            while running or (waiting and error is None):
+                for t in list(waiting) if error is None else []:
+                    if free and before[t] <= done:
+                        on = free.pop()
+                        waiting.remove(t)
+                        running[pool.submit(phase, on, t)] = (t, on)
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    t, on = running.pop(fut)
+                    free.append(on)
+                    try:
+                        cp = fut.result()
+                    except BaseException as exc:  # the others finish first
+                        error = error or exc
+                        continue
+                    done.add(t)
+                    _progress(on_progress, run_id, t, "cross_table", cp)
+    finally:
+        close = getattr(second, "close", None)
+        if close is not None:
+            close()
+    if error is not None:
+        raise error
+
+
 def _validate(
     contract: Contract, source: Source, as_of: dt.date | None, check_source: bool
 ) -> dt.date:
@@ -252,11 +335,7 @@ def _finish(
     stages = [plans[t].stage for t in order]
     if not sink.is_published(run_id):
         t0 = time.monotonic()
-        for t in order:
-            sink.apply_staged_steps(run_id, t, staged_steps(contract, plans[t]))
-            _progress(
-                on_progress, run_id, t, "cross_table", table_checkpoint(sink, run_id, t)
-            )
+        _cross_table_phase(contract, plans, order, sink, run_id, on_progress)
         report.timings["cross_table"] = time.monotonic() - t0
         t0 = time.monotonic()
         sink.publish(run_id, stages)

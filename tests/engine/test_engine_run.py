@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import datetime as dt
 import itertools
 import json
 import threading
@@ -24,9 +25,10 @@ from engine_kit import (
     target_rows,
 )
 
+from connectors.sinks.postgresql import PostgresSink
 from migration.engine.contract import contract_from_json
 from migration.engine.defaults import default_contract_dict, load_default_contract
-from migration.engine.errors import TransientError
+from migration.engine.errors import TerminalError, TransientError
 from migration.engine.runner import ProgressEvent, run_contract
 
 
@@ -799,4 +801,103 @@ def test_sums_of_an_earlier_checksum_scheme_are_not_compared(
     assert {r.split(":")[0] for r in why} == {t.name for t in contract.target.tables}
     assert not any(
         c.checksum_match for t in rep.tables for c in t.columns if c.checksum_source
+    )
+
+
+class PhaseClock(PostgresSink):
+    """The PostgreSQL sink, noting when each table's cross-table phase ran
+    (its first call: later ones return the stored result) -- and slowed a
+    little, so two phases started together are sure to overlap."""
+
+    def __init__(self, *args: Any, fail: str | None = None, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.spans: dict[str, tuple[float, float]] = {}
+        self.fail = fail
+
+    def apply_staged_steps(self, run_id: str, table: str, steps: Any) -> Any:
+        started = time.monotonic()
+        if table == self.fail:
+            self.fail = None
+            raise TerminalError(f"{table}: the phase failed")
+        first = table not in self.spans
+        out = super().apply_staged_steps(run_id, table, steps)
+        if first:
+            time.sleep(0.15)
+            self.spans[table] = (started, time.monotonic())
+        return out
+
+
+def test_cross_table_phases_overlap_only_where_they_share_no_table(
+    legacy_pas: Any, pg_schema: str, tmp_path: Path
+) -> None:
+    """Two connections run the phases of tables that share nothing side by
+    side (spells and appointments both hang off patients only); a table's
+    phase never starts before the phase of any earlier table it reads or
+    changes has finished; and the published rows and rejects are exactly a
+    one-connection run's."""
+    from connectors.sinks.sqlite import SqliteSink
+    from migration.engine.runner import _tables_touched
+
+    path = legacy_pas(1500, 7, 0.03) / "legacy_pas.sqlite3"
+    contract = load_default_contract(chunk_size=400)
+    sink = PhaseClock(PG_DSN, schema=pg_schema)
+    rep = run_contract(contract, sqlite_source(path), sink, "run-xt")
+    assert rep.status == "succeeded", rep.failure_reasons
+    assert_ledger(rep)
+    order = contract.table_order()
+    assert set(sink.spans) == set(order)
+    from migration.engine.pipeline import build_plan, staged_steps
+
+    plans = {
+        t: build_plan(contract, t, dt.date.fromisoformat(rep.as_of)) for t in order
+    }
+    touched = {t: _tables_touched(t, staged_steps(contract, plans[t])) for t in order}
+    assert "patient" in touched["inpatient_spell"]
+    assert "inpatient_spell" in touched["ward_stay"]
+    overlapped = set()
+    for i, a in enumerate(order):
+        for b in order[i + 1 :]:
+            (a0, a1), (b0, b1) = sink.spans[a], sink.spans[b]
+            if a in touched[b] or b in touched[a]:
+                assert b0 >= a1, f"{b}'s phase started before {a}'s finished"
+            elif a0 < b1 and b0 < a1:
+                overlapped.add((a, b))
+    assert ("inpatient_spell", "outpatient_appointment") in overlapped
+    # The same rows and rejects as the one-connection engine gives.
+    clean = SqliteSink(tmp_path / "serial.sqlite3")
+    ref = run_contract(contract, sqlite_source(path), clean, "run-serial")
+    assert snapshot(sink, contract) == snapshot(clean, contract)
+    assert sorted(sink.reject_counts("run-xt")) == sorted(
+        clean.reject_counts("run-serial")
+    )
+    assert [t.rows_rejected for t in rep.tables] == [
+        t.rows_rejected for t in ref.tables
+    ]
+
+
+def test_a_failing_cross_table_phase_lets_the_others_finish_then_resumes(
+    legacy_pas: Any, pg_schema: str, tmp_path: Path
+) -> None:
+    """The appointments' phase fails while the spells' runs beside it: the
+    spells' phase still commits, the error is raised, nothing is published;
+    the resumed run skips what is done and ends as a clean run does."""
+    from connectors.sinks.sqlite import SqliteSink
+
+    path = legacy_pas(1500, 7, 0.03) / "legacy_pas.sqlite3"
+    contract = load_default_contract(chunk_size=400)
+    sink = PhaseClock(PG_DSN, schema=pg_schema, fail="outpatient_appointment")
+    with pytest.raises(TerminalError, match="the phase failed"):
+        run_contract(contract, sqlite_source(path), sink, "run-xf")
+    assert "inpatient_spell" in sink.spans
+    assert "outpatient_appointment" not in sink.spans
+    assert not sink.is_published("run-xf")
+    again = PhaseClock(PG_DSN, schema=pg_schema)
+    rep = run_contract(contract, sqlite_source(path), again, "run-xf")
+    assert rep.status == "succeeded", rep.failure_reasons
+    assert_ledger(rep)
+    clean = SqliteSink(tmp_path / "clean.sqlite3")
+    run_contract(contract, sqlite_source(path), clean, "run-clean")
+    assert snapshot(again, contract) == snapshot(clean, contract)
+    assert sorted(again.reject_counts("run-xf")) == sorted(
+        clean.reject_counts("run-clean")
     )
