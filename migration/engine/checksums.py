@@ -40,6 +40,10 @@ _M = 0xFFFFFFFF
 _GOLDEN = 0x9E3779B9 + 3923095
 #: Values looked at to decide whether a column repeats enough to count first.
 _PEEK = 2048
+#: Longest value (bytes) hashed in one layout with all the others; longer
+#: ones go in slices of ``_SLICE`` values sorted by length.
+_WIDE = 256
+_SLICE = 4096
 
 
 def _rot(x: int, k: int) -> int:
@@ -49,7 +53,7 @@ def _rot(x: int, k: int) -> int:
 def hash32(text: str | None) -> int | None:
     """Return PostgreSQL's ``hashtext(text)`` as an unsigned int (None for None).
 
-    The scalar reference of the vectorised path (and the SQLite target's UDF).
+    The scalar reference the tests hold the vectorised path to.
     """
     if text is None:
         return None
@@ -93,7 +97,7 @@ def _final(a: int, b: int, c: int) -> int:
 
 
 class _Rot:
-    """``x ^= rot(y, k)`` and ``x -= rot(y, k)`` on uint32 arrays, one scratch buffer."""
+    """``rot(y, k)`` of uint32 arrays into scratch buffers (no temporaries)."""
 
     def __init__(self, m: int) -> None:
         self.t = np.empty(m, dtype=np.uint32)
@@ -171,7 +175,25 @@ def _final_v(a: np.ndarray, b: np.ndarray, c: np.ndarray, r: _Rot) -> np.ndarray
 
 
 def _hash32_each(arr: pa.Array) -> np.ndarray:
-    """Return hash32 of every value of a non-null string array (uint64)."""
+    """Return hash32 of every value of a non-null string array (uint64).
+
+    The values are laid out as rows as wide as the longest: where some are
+    long (free text), they are hashed in slices of similar lengths, so one
+    long value does not widen every row (memory stays ~ a slice's bytes).
+    """
+    lengths = pc.binary_length(arr).to_numpy(zero_copy_only=False)
+    if not len(arr) or int(lengths.max()) <= _WIDE:
+        return _hash32_laid_out(arr)
+    order = np.argsort(lengths, kind="stable")
+    out = np.empty(len(arr), dtype=np.uint64)
+    for start in range(0, len(arr), _SLICE):
+        at = order[start : start + _SLICE]
+        out[at] = _hash32_laid_out(arr.take(pa.array(at)))
+    return out
+
+
+def _hash32_laid_out(arr: pa.Array) -> np.ndarray:
+    """Return hash32 of every value, laid out at once (see ``_hash32_each``)."""
     bufs = arr.buffers()
     width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
     offsets = np.frombuffer(bufs[1], dtype=width)[

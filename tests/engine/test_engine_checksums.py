@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import sqlite3
 import string
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -188,3 +189,30 @@ def test_repeating_columns_are_counted_mostly_distinct_ones_hashed() -> None:
     assert series_checksum(pd.Series(late, dtype="string[pyarrow]")) == _expected(late)
     ints = pd.Series(np.arange(5000) % 7, dtype="Int64")
     assert series_checksum(ints) == _expected([str(i % 7) for i in range(5000)])
+
+
+def test_long_values_are_hashed_in_slices_of_bounded_width(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A few long free-text values among many short ones: the same sums as
+    the reference, and no layout is as wide as the longest value times every
+    row (the short values are never padded out to the long ones' width)."""
+    from migration.engine import checksums
+
+    rng = random.Random(21)
+    values = [_text(rng, 20) for _ in range(20_000)]
+    for i in rng.sample(range(20_000), 30):
+        values[i] = _text(rng, 4000) + "x" * rng.randint(300, 5000)
+    sizes: list[int] = []
+    lay_out = checksums._lay_out
+
+    def recording(data: Any, offsets: Any, width: int) -> Any:
+        sizes.append((len(offsets) - 1) * width)
+        return lay_out(data, offsets, width)
+
+    monkeypatch.setattr(checksums, "_lay_out", recording)
+    s = pd.Series(values, dtype="string[pyarrow]")
+    assert series_checksum(s) == _expected(values)
+    longest = max(len(v.encode()) for v in values)
+    assert max(sizes) < 20_000 * longest / 4
+    assert max(sizes) <= checksums._SLICE * (longest + 12)
