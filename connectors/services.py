@@ -180,17 +180,24 @@ def connector_update(
     )
     rotated = sorted(f for f in refs if refs.get(f) != old_refs.get(f))
     data: dict[str, Any] = {"changed": changed, "credential_fields_changed": rotated}
-    if connector_lands_extracts(connector) and {"path", "landing_dir"} & set(changed):
-        # The copies are named after the extract's path and kept in the
-        # landing folder: once either moves, nothing would read (or list,
-        # or purge) them again, and they hold patient rows.
-        data["landed_copies_deleted"] = _purge_quietly(connector)
+    # The landed copies are named after the extract's path and kept in the
+    # landing folder: once either moves, nothing would read (or list, or
+    # purge) them again, and they hold patient rows. Found under the config
+    # as it was; deleted once the new one is saved.
+    left_behind = (
+        connector_open_plain(connector)
+        if connector_lands_extracts(connector)
+        and {"path", "landing_dir"} & set(changed)
+        else None
+    )
     if name is not None:
         connector.name = name
     connector.config = stored
     connector.secret_refs = refs
     connector.full_clean()
     connector.save()
+    if left_behind is not None:
+        data["landed_copies_deleted"] = _purge_quietly(left_behind)
     audit.record(
         actor=actor,
         action="connectors.connector.updated",
@@ -200,14 +207,14 @@ def connector_update(
     return connector
 
 
-def _purge_quietly(connector: Connector) -> int | None:
-    """Delete a flat-extract connector's landed copies under its stored config.
+def _purge_quietly(source: Any) -> int | None:
+    """Delete a flat-extract source's landed copies; return how many went.
 
-    Returns how many went, or None when the folder could not be read (the
-    copies then age out with the connector's retention).
+    None when the folder could not be read (the copies then age out with the
+    connector's retention).
     """
     try:
-        return len(connector_open_plain(connector).purge_landed())
+        return len(source.purge_landed())
     except (EngineError, OSError):
         return None
 
@@ -220,7 +227,7 @@ def connector_delete(*, actor: Any, connector: Connector) -> None:
     """
     data: dict[str, Any] = {"name": connector.name, "kind": connector.kind}
     if connector_lands_extracts(connector):
-        data["landed_copies_deleted"] = _purge_quietly(connector)
+        data["landed_copies_deleted"] = _purge_quietly(connector_open_plain(connector))
     audit.record(
         actor=actor,
         action="connectors.connector.deleted",
