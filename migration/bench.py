@@ -116,14 +116,15 @@ class LoadCpu:
 
     Wraps, for one run, the runner's pieces that own a thread -- the
     transform on the caller's thread (``process_chunk``), the source read on
-    the read-ahead thread, the checksum fold and the COPY writer on theirs --
+    the read-ahead thread, the checksum fold with the COPY payload's encoding
+    and the COPY writer on theirs --
     and measures each with ``time.thread_time()`` (CPU of that thread, not
     time spent waiting), plus the PostgreSQL backend of the target
     connection from ``/proc`` over the load phase (None when the server is
     not on this host or not readable). The wrappers are removed on exit.
     """
 
-    PARTS = ("transform", "source_read", "checksum_fold", "copy_writer")
+    PARTS = ("transform", "source_read", "checksums_and_payload", "copy_writer")
 
     def __init__(self) -> None:
         self.cpu = dict.fromkeys(self.PARTS, 0.0)
@@ -150,7 +151,7 @@ class LoadCpu:
 
         self._wrap(runner, "process_chunk", "transform")
         self._wrap(runner._ReadAhead, "_read", "source_read")
-        self._wrap(runner._ChunkWriter, "_fold", "checksum_fold")
+        self._wrap(runner._ChunkWriter, "_fold", "checksums_and_payload")
         self._wrap(runner._ChunkWriter, "_commit", "copy_writer")
         load = runner._load_tables
         self._saved.append((runner, "_load_tables", load))

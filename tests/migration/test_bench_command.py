@@ -82,7 +82,7 @@ def test_bench_runs_every_measurement_and_reports_ratios(tmp_path: Path) -> None
     assert set(cpu["parts"]) == {
         "transform",
         "source_read",
-        "checksum_fold",
+        "checksums_and_payload",
         "copy_writer",
         "postgresql_backend",
     }
