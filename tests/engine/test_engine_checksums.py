@@ -2,9 +2,10 @@
 
 The engine's checksum of what it sent is compared with the target's checksum
 of what landed (PostgreSQL's ``hashtext``, SQLite's aggregate), so the
-vectorised hash, its layout paths and the distinct-value weighting must all
-give exactly the scalar reference's sum -- and the scalar reference must be
-the server's own function.
+hash's layout paths (one width, a few widths, a scatter, slices of long
+values) and the distinct-value weighting must all give exactly the sum of
+each value hashed alone (``hash32``) -- and that must be the server's own
+function.
 """
 
 from __future__ import annotations
