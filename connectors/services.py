@@ -180,15 +180,13 @@ def connector_update(
     )
     rotated = sorted(f for f in refs if refs.get(f) != old_refs.get(f))
     data: dict[str, Any] = {"changed": changed, "credential_fields_changed": rotated}
-    # The landed copies are named after the extract's path and kept in the
-    # landing folder: once either moves, nothing would read (or list, or
-    # purge) them again, and they hold patient rows. Found under the config
-    # as it was; deleted once the new one is saved.
-    left_behind = (
-        connector_open_plain(connector)
-        if connector_lands_extracts(connector)
-        and {"path", "landing_dir"} & set(changed)
-        else None
+    # The landed copies are named after the extract's path and how it is
+    # read, and kept in the landing folder: once any of those changes,
+    # nothing would read (or list, or purge) them again, and they hold
+    # patient rows. Found under the config as it was; deleted once the new
+    # one is saved.
+    before = (
+        connector_open_plain(connector) if connector_lands_extracts(connector) else None
     )
     if name is not None:
         connector.name = name
@@ -196,8 +194,10 @@ def connector_update(
     connector.secret_refs = refs
     connector.full_clean()
     connector.save()
-    if left_behind is not None:
-        data["landed_copies_deleted"] = _purge_quietly(left_behind)
+    if before is not None and (
+        before.landing_identity() != connector_open_plain(connector).landing_identity()
+    ):
+        data["landed_copies_deleted"] = _purge_quietly(before)
     audit.record(
         actor=actor,
         action="connectors.connector.updated",

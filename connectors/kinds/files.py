@@ -11,10 +11,11 @@ The engine reads in key order (its checkpoints are keys). An extract sorted
 by the key is streamed as it is. One that is not -- third-party extracts
 rarely are -- is *landed* first: copied once, in bounded memory, into a
 private SQLite file with the key as its clustered primary key, and read back
-in key pages from there. The landed copy is named after the file, the key
-and the file's version (mtime, size, columns, types), so a resumed run or a
-parallel range reads the same copy, and a changed extract is landed again
-(the stale copy removed). A copy holds patient rows: its folder is private
+in key pages from there. The landed copy is named after the extract's path
+and reading options, the file, the key and the file's version (mtime, size,
+columns, types), so a resumed run or a parallel range reads the same copy, a
+changed extract is landed again (the stale copy removed), and two connectors
+reading one extract with different options keep a copy each. A copy holds patient rows: its folder is private
 (0700, files 0600), and a copy unused for ``landing_retention_hours``
 (default 24) is deleted at the connector's next landing or landed read. A missing or repeated key value fails the landing
 with a clear error (no value named: keys can be patient identifiers).
@@ -589,11 +590,7 @@ class FileSource(ABC):
 
     def landing_root(self) -> Path:
         """Return the folder landed copies go to (created private, 0700)."""
-        root = (
-            Path(self.config.landing_dir)
-            if self.config.landing_dir
-            else Path(tempfile.gettempdir()) / f"pas-landing-{os.getuid()}"
-        )
+        root = Path(self.landing_identity()[0])
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         st = root.stat()
         if st.st_uid != os.getuid():  # e.g. planted in a shared /tmp
@@ -629,8 +626,29 @@ class FileSource(ABC):
         return self.config.model_dump(mode="json", exclude=_NOT_READ_OPTIONS)
 
     def _owner(self) -> str:
-        """Return the name prefix of this connector's landed copies (its path)."""
-        return _digest([self.kind, str(Path(self.config.path).resolve())])
+        """Return the name prefix of this connector's landed copies.
+
+        The extract's path AND how it is read: the same bytes read with
+        another encoding or quote character are other values, so a copy is
+        never served under options it was not landed with, and two
+        connectors on one extract with different options each keep their
+        own copies instead of landing over each other's.
+        """
+        return _digest(
+            [self.kind, str(Path(self.config.path).resolve()), self._read_options()]
+        )
+
+    def landing_identity(self) -> tuple[str, str]:
+        """Return (landing folder, name prefix): where this config's copies are.
+
+        Two configs with the same identity read and keep the same copies; a
+        config change that alters it leaves the old copies unreachable.
+        Nothing is created on disk.
+        """
+        folder = self.config.landing_dir or str(
+            Path(tempfile.gettempdir()) / f"pas-landing-{os.getuid()}"
+        )
+        return str(Path(folder).resolve()), self._owner()
 
     def landed_copies(self) -> list[LandedCopy]:
         """Return this connector's landed copies (none when nothing was landed)."""
@@ -656,19 +674,17 @@ class FileSource(ABC):
         scan = self._scan(table)
         src = self._path(table)
         root = self.landing_root()
+        # Which copy: the connector's (its extract and how it is read), then
+        # the file and key; its version, the file's as last scanned.
         which = (
             f"{self._owner()}-{_digest([self.kind, str(src.resolve()), table, key])}"
         )
-        # The file's version AND how it is read: the same bytes read with
-        # another encoding or quote character are other values.
-        version = _digest(
-            [list(scan.stamp), list(scan.columns), scan.types, self._read_options()]
-        )
+        version = _digest([list(scan.stamp), list(scan.columns), scan.types])
         final = root / f"{which}-{version}.sqlite3"
         with suppress(FileNotFoundError):
             os.utime(final)  # in use: the retention clock starts again
             return final
-        for stale in root.glob(f"{which}-*.sqlite3"):  # an earlier version
+        for stale in root.glob(f"{which}-*.sqlite3"):  # an earlier file version
             if stale != final:
                 stale.unlink(missing_ok=True)
         token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"

@@ -160,8 +160,61 @@ def test_a_landed_copy_is_not_reused_once_the_reading_options_change(
     src = _open("csv", data, land, quotechar="'")
     unq = pd.concat(list(src.read_chunks("q", ["id", "name"], "id")))
     assert unq["name"].tolist() == ["Ann 1", "Ann 2", "Ann 3"]
-    # One copy per file: each new set of options replaced the file's copy.
-    assert len(list(land.glob("*.sqlite3"))) == 2
+    # One copy per file and set of options that read it whole: t.csv under
+    # latin-1 and cp1252 (the failed UTF-8 landing left nothing), q.csv
+    # under each quote character.
+    assert len(list(land.glob("*.sqlite3"))) == 4
+
+
+def test_two_connectors_reading_one_extract_differently_keep_their_own_copies(
+    tmp_path: Path,
+) -> None:
+    """Two connectors on the same extract with different reading options
+    (here, quote characters that give other values) each land once and then
+    reuse their own copy, however their reads interleave -- neither lands
+    over the other's -- while a changed extract still replaces each one's
+    stale copy when it next reads."""
+    data = tmp_path / "data"
+    data.mkdir()
+    land = tmp_path / "land"
+    quoted = ["id,name"] + [f"{i},'Ann {i}'" for i in (3, 1, 2)]
+    (data / "q.csv").write_text("\n".join(quoted) + "\n", encoding="utf-8")
+    plain = _open("csv", data, land)
+    single = _open("csv", data, land, quotechar="'")
+
+    def names(src: Any) -> list[str]:
+        chunks = list(src.read_chunks("q", ["id", "name"], "id"))
+        return pd.concat(chunks, ignore_index=True)["name"].tolist()
+
+    def inodes() -> dict[str, int]:
+        return {p.name: p.stat().st_ino for p in land.glob("*.sqlite3")}
+
+    assert names(plain) == ["'Ann 1'", "'Ann 2'", "'Ann 3'"]
+    assert names(single) == ["Ann 1", "Ann 2", "Ann 3"]
+    landed = inodes()
+    assert len(landed) == 2
+    for _ in range(2):
+        assert names(plain) == ["'Ann 1'", "'Ann 2'", "'Ann 3'"]
+        assert names(single) == ["Ann 1", "Ann 2", "Ann 3"]
+    assert inodes() == landed  # reused, never landed again
+    assert {c.name for c in plain.landed_copies()} | {
+        c.name for c in single.landed_copies()
+    } == set(landed)
+    assert not {c.name for c in plain.landed_copies()} & {
+        c.name for c in single.landed_copies()
+    }
+
+    # The extract changes: each connector lands it again and drops its own
+    # stale copy, leaving the other's to the other.
+    time.sleep(0.01)
+    (data / "q.csv").write_text(
+        "\n".join([*quoted, "4,'Ann 4'"]) + "\n", encoding="utf-8"
+    )
+    assert names(single) == ["Ann 1", "Ann 2", "Ann 3", "Ann 4"]
+    now = inodes()
+    assert len(now) == 2 and len(set(now) & set(landed)) == 1
+    assert names(plain)[-1] == "'Ann 4'"
+    assert len(inodes()) == 2 and not set(inodes()) & set(landed)
 
 
 def test_landing_refuses_a_repeated_or_missing_key_without_naming_it(

@@ -313,10 +313,10 @@ def test_deleting_a_flat_extract_connector_deletes_its_landed_copies(
 def test_moving_a_flat_extract_connector_deletes_the_copies_left_behind(
     tmp_path: Path, flat_extract: Any
 ) -> None:
-    """Copies are named after the extract's path: once the connector points
-    elsewhere (or lands elsewhere) they would never be read, listed or purged
-    again -- so the update deletes them, and says how many. Other changes
-    keep them."""
+    """Copies are named after the extract's path and reading options: once the
+    connector points elsewhere, reads differently or lands elsewhere they
+    would never be read, listed or purged again -- so the update deletes
+    them, and says how many. Other changes keep them."""
     from connectors import services
 
     c = flat_extract
@@ -341,6 +341,17 @@ def test_moving_a_flat_extract_connector_deletes_the_copies_left_behind(
     ev = max(_events("connectors.connector.updated"), key=lambda e: e.pk)
     assert ev.data["changed"] == ["path"] and ev.data["landed_copies_deleted"] == 1
     # The connector reads (and lands) from its new place.
+    rows = list(services.connector_open(c).read_chunks("people", ["name"], "id"))
+    assert sum(len(r) for r in rows) == 3
+    assert len(services.connector_landed_copies(c)) == 1
+    # Copies are also named after how the extract is read: another encoding
+    # leaves them unreadable by this connector, so they go too.
+    c = services.connector_update(
+        actor="tests", connector=c, config={**c.config, "encoding": "cp1252"}
+    )
+    assert list(land.glob("*.sqlite3")) == []
+    ev = max(_events("connectors.connector.updated"), key=lambda e: e.pk)
+    assert ev.data["changed"] == ["encoding"] and ev.data["landed_copies_deleted"] == 1
     rows = list(services.connector_open(c).read_chunks("people", ["name"], "id"))
     assert sum(len(r) for r in rows) == 3
     assert len(services.connector_landed_copies(c)) == 1
