@@ -13,6 +13,11 @@ has its baseline beside it (QUALITY.md P1-P5):
   validation and checksums replayed from a first run: what the load would
   take if the engine's own per-chunk work cost nothing (the ceiling of P1
   and P2 on this machine's source read and target COPY);
+- the pipeline's load with the worker pinned to one core (the PostgreSQL
+  backend free to use any): how much a second core gives one worker -- the
+  load is as fast pinned when the worker is bound to one core by the
+  interpreter lock, and only more worker processes (``parallel_ranges``)
+  would use more cores;
 - raw COPY: server-side ``COPY FROM`` of the already-clean (published) rows
   into bare tables;
 - naive pandas: ``read_csv`` + ``DataFrame.to_sql`` of the same source tables;
@@ -519,6 +524,13 @@ def run(
         floor["load_rows_per_s"] = floor["source_rows"] / max(
             floor["load_seconds"], 1e-9
         )
+        print(f"  pipeline, the worker on one core{label} …")
+        pinned = _child(["pipeline_one_core", str(db_path), dsn, f"{schema}_one"])
+        drop_schema(dsn, f"{schema}_one")
+        pinned["load_seconds"] = pinned["timings"]["load"]
+        pinned["load_rows_per_s"] = pinned["source_rows"] / max(
+            pinned["load_seconds"], 1e-9
+        )
         print(f"  source read alone{label} …")
         read = _child(["source_read", str(db_path)])
         print(f"  raw COPY{label} …")
@@ -532,6 +544,7 @@ def run(
             {
                 "pipeline": pipe,
                 "precomputed": floor,
+                "one_core": pinned,
                 "source_read": read,
                 "raw_copy": copy,
                 "count_star": count,
@@ -543,6 +556,7 @@ def run(
     results["precomputed"] = _median(
         rounds, "precomputed", lambda r: r["load_rows_per_s"]
     )
+    results["one_core"] = _median(rounds, "one_core", lambda r: r["load_rows_per_s"])
     results["source_read"] = _median(rounds, "source_read", lambda r: r["rows_per_s"])
     results["raw_copy"] = _median(rounds, "raw_copy", lambda r: r["rows_per_s"])
     results["count_star"] = _median(
@@ -575,6 +589,10 @@ def run(
             "load_rows_per_s"
         ]
         / naive_rate,
+        # the load's rate with the worker on one core over its rate on all
+        # of them: ~1 when a second core gives one worker nothing
+        "one_core_vs_all_cores": results["one_core"]["load_rows_per_s"]
+        / pipe["load_rows_per_s"],
     }
     results["targets"] = {
         "P1": ">= 0.6",
@@ -625,6 +643,9 @@ def table(results: dict[str, Any]) -> str:
         f"{'load, engine work precomputed':<42}{results['precomputed']['source_rows']:>12,}"
         f"{results['precomputed']['load_seconds']:>10.2f}"
         f"{results['precomputed']['load_rows_per_s']:>12,.0f}",
+        f"{'load, the worker on one core':<42}{results['one_core']['source_rows']:>12,}"
+        f"{results['one_core']['load_seconds']:>10.2f}"
+        f"{results['one_core']['load_rows_per_s']:>12,.0f}",
         f"{'source read alone (same connector)':<42}"
         f"{results['source_read']['rows']:>12,}{results['source_read']['seconds']:>10.2f}"
         f"{results['source_read']['rows_per_s']:>12,.0f}",
@@ -683,6 +704,8 @@ def table(results: dict[str, Any]) -> str:
         f"   end to end {r['P2_end_to_end_vs_naive_to_sql']:.2f}",
         f"  P2 ceiling: load with engine work precomputed / to_sql "
         f"{r['P2_ceiling_precomputed_vs_naive_to_sql']:.2f}",
+        f"  the worker on one core / on all {results['machine']['cpus']}: load rate "
+        f"{r['one_core_vs_all_cores']:.2f}",
         f"  P4 reconcile / count(*)       {r['P4_reconcile_vs_count_star']:.1f}  (<= 10)"
         f"   with checksums {r['P4_reconcile_with_checksums_vs_count_star']:.1f}",
         f"  pipeline peak RSS             {p['peak_rss_mb']:.0f} MB",
@@ -720,6 +743,13 @@ def table(results: dict[str, Any]) -> str:
 if __name__ == "__main__":
     if sys.argv[1] == "pipeline":
         print(json.dumps(worker_pipeline(sys.argv[2], sys.argv[3], sys.argv[4])))
+    elif sys.argv[1] == "pipeline_one_core":
+        # Before any thread starts: every thread the worker creates (reader,
+        # fold, writer, Arrow's pool) inherits the mask.
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        out = worker_pipeline(sys.argv[2], sys.argv[3], sys.argv[4])
+        out["cpus"] = sorted(os.sched_getaffinity(0))
+        print(json.dumps(out))
     elif sys.argv[1] == "precomputed":
         print(json.dumps(worker_precomputed(sys.argv[2], sys.argv[3], sys.argv[4])))
     elif sys.argv[1] == "source_read":

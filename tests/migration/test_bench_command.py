@@ -62,7 +62,17 @@ def test_bench_runs_every_measurement_and_reports_ratios(tmp_path: Path) -> None
     assert pre["replayed_chunks"] > 0
     for key in ("source_rows", "loaded_rows", "rejected_rows"):
         assert pre[key] == pipe[key], key
+    # The same load with the worker pinned to one core: it ran there, and
+    # moved the same rows.
+    one = res["one_core"]
+    assert one["status"] == "succeeded" and one["ledger_balanced"] is True
+    assert len(one["cpus"]) == 1
+    for key in ("source_rows", "loaded_rows", "rejected_rows"):
+        assert one[key] == pipe[key], key
     r = res["ratios"]
+    assert r["one_core_vs_all_cores"] == (
+        one["load_rows_per_s"] / pipe["load_rows_per_s"]
+    )
     assert r["P1_pipeline_vs_raw_copy"] == (
         pipe["load_rows_per_s"] / res["raw_copy"]["rows_per_s"]
     )
@@ -99,6 +109,7 @@ def test_bench_runs_every_measurement_and_reports_ratios(tmp_path: Path) -> None
     assert "load CPU-s, pipeline: transform" in text
     assert "P1 pipeline load / raw COPY" in text and "P4 reconcile" in text
     assert "load with engine work precomputed / raw COPY" in text
+    assert "load, the worker on one core" in text and "the worker on one core /" in text
     # No scratch schema is left behind.
     assert _scratch_schemas_left() == []
 
@@ -124,6 +135,7 @@ def test_bench_repeats_rounds_and_reports_each_figures_median(tmp_path: Path) ->
     for name, rate in (
         ("pipeline", "load_rows_per_s"),
         ("precomputed", "load_rows_per_s"),
+        ("one_core", "load_rows_per_s"),
         ("raw_copy", "rows_per_s"),
         ("naive_pandas", "rows_per_s"),
         ("source_read", "rows_per_s"),
