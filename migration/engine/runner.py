@@ -1144,11 +1144,59 @@ def _reconcile(
 ) -> dict[str, dict[str, Any]]:
     """Fill ledger, metrics, FK chains; add failure reasons for any gap.
 
-    Counts, null rates and FK chains only (QUALITY.md P4); the column
-    checksums are a separate pass (``_verify_checksums``) so each is timed on
-    its own. Returns per table the checksums the load sent and those of the
-    rows the cross-table phase moved out of staging (for the checksum pass).
+    Counts, null rates, FK chains and the target's column checksums, taken
+    in the same scan of each published table as its rows and nulls (one
+    snapshot, one pass). Returns per table the checksums the load sent,
+    those of the rows the cross-table phase moved out of staging and the
+    target's, for ``_verify_checksums`` to compare.
     """
+    refs = {
+        t: [
+            (fk.columns[0], fk.ref_table, fk.ref_columns[0])
+            for fk in plans[t].stage.foreign_keys
+        ]
+        for t in order
+    }
+    # The FK chains' anti-joins run on a second connection when the sink can
+    # open one, table by table beside the profile scans on this one: the
+    # server's work is what reconciliation waits on, and one connection
+    # uses one of its cores.
+    clone = getattr(sink, "clone", None)
+    if clone is None or not any(refs.values()):
+        return _reconcile_tables(
+            contract, plans, order, source, sink, run_id, report, refs, {}
+        )
+    side: Sink = clone()
+    pool = ThreadPoolExecutor(1, thread_name_prefix="pas-rec")
+    try:
+        orphans_of = {t: pool.submit(_orphan_counts, side, t, refs[t]) for t in order}
+        return _reconcile_tables(
+            contract, plans, order, source, sink, run_id, report, refs, orphans_of
+        )
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        close = getattr(side, "close", None)
+        if close is not None:
+            close()
+
+
+def _orphan_counts(on: Sink, table: str, refs: list[tuple[str, str, str]]) -> list[int]:
+    """Return the orphan count of each (column, ref table, ref column) of ``table``."""
+    return [on.orphan_count(table, c, rt, rc) for c, rt, rc in refs]
+
+
+def _reconcile_tables(
+    contract: Contract,
+    plans: dict[str, TablePlan],
+    order: list[str],
+    source: Source,
+    sink: Sink,
+    run_id: str,
+    report: RunReport,
+    refs: dict[str, list[tuple[str, str, str]]],
+    orphans_of: dict[str, Future[list[int]]],
+) -> dict[str, dict[str, Any]]:
+    """``_reconcile``'s table loop (``orphans_of``: FK counts under way elsewhere)."""
     counts = sink.reject_counts(run_id)
     moved_by_table: dict[str, dict[str, Any]] = {}
     for t in order:
@@ -1188,9 +1236,17 @@ def _reconcile(
         tr.rows_rejected = sum(tr.rejects_by_reason.values())
         tr.rows_excluded = sum(tr.excluded_by_rule.values())
         tr.rows_flagged = sum(tr.flags_by_reason.values())
-        # One scan gives the published rows and every column's nulls: the
-        # ledger and the metrics read the same snapshot.
-        prof = sink.table_profile(t, [f.name for f in plan.target.fields], [])
+        # One scan gives the published rows, every column's nulls and the
+        # checksum columns' sums: the ledger, the metrics and the checksum
+        # comparison read the same snapshot. Sums of a load taken by an
+        # earlier scheme are not taken: they could not be compared.
+        summed = (
+            list(plan.stage.checksum_columns)
+            if moved_by_table[t]["schemes"] == {SCHEME}
+            else []
+        )
+        prof = sink.table_profile(t, [f.name for f in plan.target.fields], summed)
+        moved_by_table[t]["target"] = prof["checksums"]
         tr.rows_loaded = int(prof["rows"])
         tr.ledger_difference = tr.source_rows - (
             tr.rows_loaded + tr.rows_rejected + tr.rows_excluded
@@ -1220,23 +1276,19 @@ def _reconcile(
             report.failure_reasons.append(f"{t}: ledger: {g}")
         _column_metrics(contract, plan, cp, moved, prof, tr)
         report.tables.append(tr)
-        for fk in plan.stage.foreign_keys:
-            orphans = sink.orphan_count(
-                t, fk.columns[0], fk.ref_table, fk.ref_columns[0]
-            )
+        pending = orphans_of.get(t)
+        found = (
+            pending.result()
+            if pending is not None
+            else _orphan_counts(sink, t, refs[t])
+        )
+        for (col, ref_table, ref_col), orphans in zip(refs[t], found, strict=True):
             report.fk_chains.append(
-                FkChain(
-                    t,
-                    fk.columns[0],
-                    fk.ref_table,
-                    fk.ref_columns[0],
-                    tr.rows_loaded,
-                    orphans,
-                )
+                FkChain(t, col, ref_table, ref_col, tr.rows_loaded, orphans)
             )
             if orphans:
                 report.failure_reasons.append(
-                    f"{t}.{fk.columns[0]}: {orphans} rows without {fk.ref_table}"
+                    f"{t}.{col}: {orphans} rows without {ref_table}"
                 )
     report.flagged = sink.flags(run_id)
     return moved_by_table
@@ -1277,7 +1329,9 @@ def _verify_checksums(
                 "compared with the target's; start the run again as a new run"
             )
             continue
-        target = sink.table_profile(t, [], columns)["checksums"]
+        target = moved_by_table.get(t, {}).get("target") or {}
+        if set(target) != set(columns):  # not summed by the reconciliation
+            target = sink.table_profile(t, [], columns)["checksums"]
         for cm in tr.columns:
             if cm.name not in columns:
                 continue

@@ -901,3 +901,78 @@ def test_a_failing_cross_table_phase_lets_the_others_finish_then_resumes(
     assert sorted(again.reject_counts("run-xf")) == sorted(
         clean.reject_counts("run-clean")
     )
+
+
+class OneConnection(PostgresSink):
+    """The PostgreSQL sink without a second connection: every reconciliation
+    query on its one connection, one after another."""
+
+    clone = None  # type: ignore[assignment]
+
+
+def test_reconciliation_catches_a_published_value_changed_after_the_run(
+    legacy_pas: Any, make_sink: Any
+) -> None:
+    """The target's column sums are taken in the reconciliation's one scan of
+    each published table: a family name changed in the target after the run
+    fails the next reconciliation on exactly that column's checksum, with
+    the ledger still balanced and every other checksum matching."""
+    path = legacy_pas(400, 4, 0.0) / "legacy_pas.sqlite3"
+    contract = load_default_contract(chunk_size=300)
+    sink = make_sink()
+    ok = run_contract(contract, sqlite_source(path), sink, "run-tamper")
+    assert ok.status == "succeeded", ok.failure_reasons
+    patient = sink.qualified("patient")
+    sink.execute(
+        f"UPDATE {patient} SET family_name = family_name || 'x' "
+        f"WHERE pas_number = (SELECT MIN(pas_number) FROM {patient})"
+    )
+    rep = run_contract(contract, sqlite_source(path), make_sink(), "run-tamper")
+    assert rep.status == "failed"
+    assert rep.ledger_balanced
+    assert [r.split(":")[0] for r in rep.failure_reasons] == ["patient.family_name"]
+    assert "checksum source" in rep.failure_reasons[0]
+    bad = [
+        (t.table, c.name)
+        for t in rep.tables
+        for c in t.columns
+        if c.checksum_source and not c.checksum_match
+    ]
+    assert bad == [("patient", "family_name")]
+    assert {c.orphans for c in rep.fk_chains} == {0}
+
+
+def test_reconciliation_on_two_connections_reports_as_on_one(
+    legacy_pas: Any, pg_schema: str
+) -> None:
+    """On PostgreSQL the FK chains' counts run on a second connection beside
+    the profile scans: the report -- chains in order, their counts, the
+    failure reasons in order -- is the one a single connection gives, here
+    with orphans in two child tables (their parent table dropped)."""
+    path = legacy_pas(500, 8, 0.02) / "legacy_pas.sqlite3"
+    contract = load_default_contract(chunk_size=200)
+    sink = PostgresSink(PG_DSN, schema=pg_schema)
+    ok = run_contract(contract, sqlite_source(path), sink, "run-two")
+    assert ok.status == "succeeded", ok.failure_reasons
+    sink.execute(f"DROP TABLE {sink.qualified('patient')} CASCADE")
+    two = run_contract(contract, sqlite_source(path), sink, "run-two")
+    one = run_contract(
+        contract,
+        sqlite_source(path),
+        OneConnection(PG_DSN, schema=pg_schema),
+        "run-two",
+    )
+    assert two.status == one.status == "failed"
+    assert two.to_dict()["fk_chains"] == one.to_dict()["fk_chains"]
+    assert two.failure_reasons == one.failure_reasons
+    orphaned = {(c.table, c.column) for c in two.fk_chains if c.orphans}
+    assert orphaned == {
+        ("inpatient_spell", "patient_pas_number"),
+        ("outpatient_appointment", "patient_pas_number"),
+    }
+    assert all(
+        c.orphans == c.rows > 0
+        for c in two.fk_chains
+        if (c.table, c.column) in orphaned
+    )
+    sink.close()
