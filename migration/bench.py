@@ -249,7 +249,10 @@ def worker_precomputed(source_path: str, dsn: str, schema: str) -> dict[str, Any
     from migration.engine import runner
 
     results: dict[tuple[str, int, str], Any] = {}
-    folds: dict[int, dict[str, Any]] = {}
+    # Keyed by the rows' id, holding the rows too: an object freed during the
+    # recording (a table's closing empty chunk) could hand its id to another,
+    # and the replay would take that one's sums.
+    folds: dict[int, tuple[pd.DataFrame, dict[str, Any]]] = {}
     process, fold = runner.process_chunk, runner._TableLoad.fold
 
     def chunk_id(plan: Any, chunk: pd.DataFrame) -> tuple[str, int, str]:
@@ -263,16 +266,18 @@ def worker_precomputed(source_path: str, dsn: str, schema: str) -> dict[str, Any
 
     def recording_fold(unit: Any, rows: pd.DataFrame) -> dict[str, Any]:
         out = fold(unit, rows)
-        folds[id(rows)] = out
+        folds[id(rows)] = (rows, out)
         return out
 
     def replayed_process(plan: Any, chunk: pd.DataFrame, **kw: Any) -> Any:
         return results[chunk_id(plan, chunk)]
 
     def replayed_fold(unit: Any, rows: pd.DataFrame) -> dict[str, Any]:
-        out = folds.get(id(rows))
-        if out is None:  # a table's closing (empty) chunk: nothing to fold
+        recorded = folds.get(id(rows))
+        if recorded is None or recorded[0] is not rows:
+            # a table's closing (empty) chunk, made anew: nothing to replay
             return fold(unit, rows)
+        out = recorded[1]
         unit.checksums = {k: list(v) for k, v in out["checksums"].items()}
         return out
 
