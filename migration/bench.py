@@ -223,6 +223,7 @@ def worker_pipeline(source_path: str, dsn: str, schema: str) -> dict[str, Any]:
         "load_cpu": cpu.result(),
         "seconds": seconds,
         "status": report.status,
+        "failure_reasons": report.failure_reasons,
         "source_rows": sum(t.source_rows for t in report.tables),
         "loaded_rows": sum(t.rows_loaded for t in report.tables),
         "rejected_rows": sum(t.rows_rejected for t in report.tables),
