@@ -481,6 +481,15 @@ def connector_reads(work: Path, patients: int, seed: int, dsn: str) -> dict[str,
     )
 
 
+def _load_variant(worker: str, db_path: Path, dsn: str, schema: str) -> dict[str, Any]:
+    """Run a variant of the pipeline's load in a child, drop its schema, add its rate."""
+    out = _child([worker, str(db_path), dsn, schema])
+    drop_schema(dsn, schema)
+    out["load_seconds"] = out["timings"]["load"]
+    out["load_rows_per_s"] = out["source_rows"] / max(out["load_seconds"], 1e-9)
+    return out
+
+
 def run(
     *,
     patients: int,
@@ -526,19 +535,9 @@ def run(
         pipe["load_seconds"] = pipe["timings"]["load"]
         pipe["load_rows_per_s"] = pipe["source_rows"] / max(pipe["load_seconds"], 1e-9)
         print(f"  load with the engine's work precomputed{label} …")
-        floor = _child(["precomputed", str(db_path), dsn, f"{schema}_pre"])
-        drop_schema(dsn, f"{schema}_pre")
-        floor["load_seconds"] = floor["timings"]["load"]
-        floor["load_rows_per_s"] = floor["source_rows"] / max(
-            floor["load_seconds"], 1e-9
-        )
+        floor = _load_variant("precomputed", db_path, dsn, f"{schema}_pre")
         print(f"  pipeline, the worker on one core{label} …")
-        pinned = _child(["pipeline_one_core", str(db_path), dsn, f"{schema}_one"])
-        drop_schema(dsn, f"{schema}_one")
-        pinned["load_seconds"] = pinned["timings"]["load"]
-        pinned["load_rows_per_s"] = pinned["source_rows"] / max(
-            pinned["load_seconds"], 1e-9
-        )
+        pinned = _load_variant("pipeline_one_core", db_path, dsn, f"{schema}_one")
         print(f"  source read alone{label} …")
         read = _child(["source_read", str(db_path)])
         print(f"  raw COPY{label} …")
