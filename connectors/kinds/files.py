@@ -15,9 +15,10 @@ in key pages from there. The landed copy is named after the extract's path
 and reading options, the file, the key and the file's version (mtime, size,
 columns, types), so a resumed run or a parallel range reads the same copy, a
 changed extract is landed again (the stale copy removed), and two connectors
-reading one extract with different options keep a copy each. A copy holds patient rows: its folder is private
-(0700, files 0600), and a copy unused for ``landing_retention_hours``
-(default 24) is deleted at the connector's next landing or landed read. A missing or repeated key value fails the landing
+reading one extract with different options keep a copy each. A copy holds
+patient rows: its folder is private (0700, files 0600), and a copy unused for
+``landing_retention_hours`` (default 24) is deleted at the connector's next
+landing or landed read. A missing or repeated key value fails the landing
 with a clear error (no value named: keys can be patient identifiers).
 
 Framework-free: no Django import.
@@ -590,7 +591,7 @@ class FileSource(ABC):
 
     def landing_root(self) -> Path:
         """Return the folder landed copies go to (created private, 0700)."""
-        root = Path(self.landing_identity()[0])
+        root = self._landing_folder()
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         st = root.stat()
         if st.st_uid != os.getuid():  # e.g. planted in a shared /tmp
@@ -645,10 +646,14 @@ class FileSource(ABC):
         config change that alters it leaves the old copies unreachable.
         Nothing is created on disk.
         """
+        return str(self._landing_folder()), self._owner()
+
+    def _landing_folder(self) -> Path:
+        """Return the landing folder's path (not created)."""
         folder = self.config.landing_dir or str(
             Path(tempfile.gettempdir()) / f"pas-landing-{os.getuid()}"
         )
-        return str(Path(folder).resolve()), self._owner()
+        return Path(folder).resolve()
 
     def landed_copies(self) -> list[LandedCopy]:
         """Return this connector's landed copies (none when nothing was landed)."""
