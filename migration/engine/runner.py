@@ -346,7 +346,7 @@ def _finish(
     moved_cs = _reconcile(contract, plans, order, source, sink, run_id, report)
     report.timings["reconcile"] = time.monotonic() - t0
     t0 = time.monotonic()
-    _verify_checksums(plans, order, sink, moved_cs, report)
+    _verify_checksums(plans, order, moved_cs, report)
     report.timings["checksums"] = time.monotonic() - t0
     if reject_csv is not None:
         sink.export_rejects(run_id, str(reject_csv))
@@ -1297,7 +1297,6 @@ def _reconcile_tables(
 def _verify_checksums(
     plans: dict[str, TablePlan],
     order: list[str],
-    sink: Sink,
     moved_by_table: dict[str, dict[str, Any]],
     report: RunReport,
 ) -> None:
@@ -1313,9 +1312,9 @@ def _verify_checksums(
         columns = list(plan.stage.checksum_columns)
         if tr is None or not columns:
             continue
-        sent = moved_by_table.get(t, {}).get("sent", {})
-        moved_cs = moved_by_table.get(t, {}).get("moved", {})
-        schemes = moved_by_table.get(t, {}).get("schemes", {SCHEME})
+        # Every table reconciled (it has a report) has its sums here.
+        entry = moved_by_table[t]
+        sent, moved_cs, schemes = entry["sent"], entry["moved"], entry["schemes"]
         if schemes != {SCHEME}:
             # Sums taken by an earlier version (a run resumed across an
             # upgrade after its load finished) cannot be compared with the
@@ -1329,9 +1328,7 @@ def _verify_checksums(
                 "compared with the target's; start the run again as a new run"
             )
             continue
-        target = moved_by_table.get(t, {}).get("target") or {}
-        if set(target) != set(columns):  # not summed by the reconciliation
-            target = sink.table_profile(t, [], columns)["checksums"]
+        target = entry["target"]  # summed in the reconciliation's scan
         for cm in tr.columns:
             if cm.name not in columns:
                 continue
