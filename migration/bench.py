@@ -485,6 +485,11 @@ def _load_variant(worker: str, db_path: Path, dsn: str, schema: str) -> dict[str
     """Run a variant of the pipeline's load in a child, drop its schema, add its rate."""
     out = _child([worker, str(db_path), dsn, schema])
     drop_schema(dsn, schema)
+    return _with_load_rate(out)
+
+
+def _with_load_rate(out: dict[str, Any]) -> dict[str, Any]:
+    """Add a pipeline child's load-phase seconds and rows/s to its result."""
     out["load_seconds"] = out["timings"]["load"]
     out["load_rows_per_s"] = out["source_rows"] / max(out["load_seconds"], 1e-9)
     return out
@@ -532,8 +537,7 @@ def run(
         # crosswalk -> validate -> COPY -> ledger: the load phase of every
         # table. The cross-table checks, publish and reconciliation come after
         # it and are reported beside it (end-to-end rate, and P4).
-        pipe["load_seconds"] = pipe["timings"]["load"]
-        pipe["load_rows_per_s"] = pipe["source_rows"] / max(pipe["load_seconds"], 1e-9)
+        _with_load_rate(pipe)
         print(f"  load with the engine's work precomputed{label} …")
         floor = _load_variant("precomputed", db_path, dsn, f"{schema}_pre")
         print(f"  pipeline, the worker on one core{label} …")
