@@ -334,27 +334,25 @@ def test_moving_a_flat_extract_connector_deletes_the_copies_left_behind(
     (moved / "people.csv").write_bytes(
         (Path(c.config["path"]) / "people.csv").read_bytes()
     )
-    c = services.connector_update(
-        actor="tests", connector=c, config={**c.config, "path": str(moved)}
-    )
-    assert list(land.glob("*.sqlite3")) == []
-    ev = max(_events("connectors.connector.updated"), key=lambda e: e.pk)
-    assert ev.data["changed"] == ["path"] and ev.data["landed_copies_deleted"] == 1
-    # The connector reads (and lands) from its new place.
-    rows = list(services.connector_open(c).read_chunks("people", ["name"], "id"))
-    assert sum(len(r) for r in rows) == 3
-    assert len(services.connector_landed_copies(c)) == 1
+
+    def change(c: Any, field: str, value: Any) -> Any:
+        """Update one field: the copy goes, the update says so, and the
+        connector reads (and lands) afresh under its new config."""
+        c = services.connector_update(
+            actor="tests", connector=c, config={**c.config, field: value}
+        )
+        assert list(land.glob("*.sqlite3")) == []
+        ev = max(_events("connectors.connector.updated"), key=lambda e: e.pk)
+        assert ev.data["changed"] == [field] and ev.data["landed_copies_deleted"] == 1
+        rows = list(services.connector_open(c).read_chunks("people", ["name"], "id"))
+        assert sum(len(r) for r in rows) == 3
+        assert len(services.connector_landed_copies(c)) == 1
+        return c
+
+    c = change(c, "path", str(moved))
     # Copies are also named after how the extract is read: another encoding
     # leaves them unreadable by this connector, so they go too.
-    c = services.connector_update(
-        actor="tests", connector=c, config={**c.config, "encoding": "cp1252"}
-    )
-    assert list(land.glob("*.sqlite3")) == []
-    ev = max(_events("connectors.connector.updated"), key=lambda e: e.pk)
-    assert ev.data["changed"] == ["encoding"] and ev.data["landed_copies_deleted"] == 1
-    rows = list(services.connector_open(c).read_chunks("people", ["name"], "id"))
-    assert sum(len(r) for r in rows) == 3
-    assert len(services.connector_landed_copies(c)) == 1
+    change(c, "encoding", "cp1252")
 
 
 def test_check_and_purge_are_refused_and_audited_without_manage_connectors(

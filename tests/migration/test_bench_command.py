@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import psycopg
@@ -21,11 +22,14 @@ from migration import bench
 
 
 def _scratch_schemas_left() -> list[tuple[str]]:
+    """This process's bench scratch schemas (named after its pid: a bench
+    running in another test worker at the same time has its own)."""
     with psycopg.connect(bench.DEFAULT_DSN) as conn:
-        return conn.execute(
+        rows = conn.execute(
             "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'bench\\_pipe\\_%' "
             "OR nspname LIKE 'bench\\_naive\\_%' OR nspname LIKE '%\\_bare'"
         ).fetchall()
+    return [r for r in rows if str(os.getpid()) in r[0].split("_")]
 
 
 def test_bench_runs_every_measurement_and_reports_ratios(tmp_path: Path) -> None:
