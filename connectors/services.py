@@ -197,7 +197,7 @@ def connector_update(
     if before is not None and (
         before.landing_identity() != connector_open_plain(connector).landing_identity()
     ):
-        data["landed_copies_deleted"] = _purge_quietly(before)
+        data.update(_purge_unshared(connector, before))
     audit.record(
         actor=actor,
         action="connectors.connector.updated",
@@ -205,6 +205,36 @@ def connector_update(
         data=data,
     )
     return connector
+
+
+def _purge_unshared(connector: Connector, source: Any) -> dict[str, Any]:
+    """Purge ``source``'s landed copies unless another connector reads them.
+
+    Two connectors on the same extract, read the same way into the same
+    landing folder, share their copies: deleting or moving one must not
+    take the other's away (its next run would land again, and a read under
+    way would lose its file between pages). Returns the audit fields: how
+    many copies went, or which connectors keep them.
+    """
+    identity = source.landing_identity()
+    sharing = sorted(
+        other.pk
+        for other in Connector.objects.filter(kind=connector.kind).exclude(
+            pk=connector.pk
+        )
+        if _landing_identity_of(other) == identity
+    )
+    if sharing:
+        return {"landed_copies_deleted": 0, "landed_copies_kept_for": sharing}
+    return {"landed_copies_deleted": _purge_quietly(source)}
+
+
+def _landing_identity_of(connector: Connector) -> tuple[str, str] | None:
+    """Return where a connector's landed copies are; None if its config cannot open."""
+    try:
+        return connector_open_plain(connector).landing_identity()  # type: ignore[no-any-return, unused-ignore]
+    except (EngineError, ValueError, OSError):
+        return None
 
 
 def _purge_quietly(source: Any) -> int | None:
@@ -227,7 +257,7 @@ def connector_delete(*, actor: Any, connector: Connector) -> None:
     """
     data: dict[str, Any] = {"name": connector.name, "kind": connector.kind}
     if connector_lands_extracts(connector):
-        data["landed_copies_deleted"] = _purge_quietly(connector_open_plain(connector))
+        data.update(_purge_unshared(connector, connector_open_plain(connector)))
     audit.record(
         actor=actor,
         action="connectors.connector.deleted",

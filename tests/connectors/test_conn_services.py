@@ -355,6 +355,56 @@ def test_moving_a_flat_extract_connector_deletes_the_copies_left_behind(
     change(c, "encoding", "cp1252")
 
 
+def test_copies_two_connectors_share_stay_until_the_last_one_leaves(
+    project: Any, tmp_path: Path, flat_extract: Any
+) -> None:
+    """Two connectors on one extract, read the same way, read one landed copy:
+    deleting or moving one keeps it for the other (and the audit says for
+    whom); it goes with the last connector that reads it."""
+    from connectors import services
+    from connectors.models import QueryLog
+
+    a = flat_extract
+    b = services.connector_create(
+        actor="tests", project=project, name="flat-b", kind="csv", role="source",
+        config=dict(a.config),
+    )  # fmt: skip
+    land = tmp_path / "data" / "landing"
+    list(services.connector_open(a).read_chunks("people", ["name"], "id"))
+    (copy,) = land.glob("*.sqlite3")
+    assert services.connector_landed_copies(b) == services.connector_landed_copies(a)
+
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    (moved / "people.csv").write_bytes(
+        (Path(a.config["path"]) / "people.csv").read_bytes()
+    )
+    a = services.connector_update(
+        actor="tests", connector=a, config={**a.config, "path": str(moved)}
+    )
+    ev = max(_events("connectors.connector.updated"), key=lambda e: e.pk)
+    assert ev.data["landed_copies_deleted"] == 0
+    assert ev.data["landed_copies_kept_for"] == [b.pk]
+    assert copy.exists()
+    # b reads its kept copy: no landing again.
+    rows = list(services.connector_open(b).read_chunks("people", ["name"], "id"))
+    assert sum(len(r) for r in rows) == 3
+    assert not QueryLog.objects.filter(connector=b, purpose="land").exists()
+
+    # a now lands its own copy elsewhere; deleting b (the last reader of the
+    # first copy) deletes that one and leaves a's.
+    list(services.connector_open(a).read_chunks("people", ["name"], "id"))
+    assert len(list(land.glob("*.sqlite3"))) == 2
+    services.connector_delete(actor="tests", connector=b)
+    (ev,) = _events("connectors.connector.deleted")
+    assert ev.data == {
+        "name": "flat-b", "kind": "csv", "landed_copies_deleted": 1
+    }  # fmt: skip
+    assert not copy.exists()
+    (left,) = services.connector_landed_copies(a)
+    assert left.name != copy.name and (land / left.name).exists()
+
+
 def test_check_and_purge_are_refused_and_audited_without_manage_connectors(
     flat_extract: Any, steward: Any, dm_engineer: Any
 ) -> None:
