@@ -12,6 +12,8 @@ DEBIAN_PACKAGES := unixodbc unixodbc-dev odbc-postgresql odbc-mariadb libsqliteo
   chromium chromium-driver
 # The suite's control plane runs on the real PostgreSQL, like production.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/pasportal
+# Test processes (pytest-xdist): one per core on this 2-core machine; TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -65,14 +67,14 @@ lint: setup
 	.venv/bin/lint-imports
 	PAS_VAR_DIR=$$(mktemp -d) $(PY) manage.py makemigrations --check --dry-run
 	PAS_VAR_DIR=$$(mktemp -d) $(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
-	.venv/bin/pytest -q -p no:django -p no:cacheprovider tests/engine
+	.venv/bin/pytest -q -n $(TEST_WORKERS) -p no:django -p no:cacheprovider tests/engine
 
 test: setup
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory test-only
 
 test-only:
-	DATABASE_URL=$(TEST_DATABASE_URL) .venv/bin/pytest -q
+	DATABASE_URL=$(TEST_DATABASE_URL) .venv/bin/pytest -q -n $(TEST_WORKERS)
 
 bench: migrate
 	$(PY) manage.py bench $(BENCH_ARGS)
