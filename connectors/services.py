@@ -216,17 +216,22 @@ def _purge_unshared(connector: Connector, source: Any) -> dict[str, Any]:
     way would lose its file between pages). Returns the audit fields: how
     many copies went, or which connectors keep them.
     """
+    sharing = _sharing_landed_copies(connector, source)
+    if sharing:
+        return {"landed_copies_deleted": 0, "landed_copies_kept_for": sharing}
+    return {"landed_copies_deleted": _purge_quietly(source)}
+
+
+def _sharing_landed_copies(connector: Connector, source: Any) -> list[int]:
+    """Return the other connectors that read ``source``'s landed copies."""
     identity = source.landing_identity()
-    sharing = sorted(
+    return sorted(
         other.pk
         for other in Connector.objects.filter(kind=connector.kind).exclude(
             pk=connector.pk
         )
         if _landing_identity_of(other) == identity
     )
-    if sharing:
-        return {"landed_copies_deleted": 0, "landed_copies_kept_for": sharing}
-    return {"landed_copies_deleted": _purge_quietly(source)}
 
 
 def _landing_identity_of(connector: Connector) -> tuple[str, str] | None:
@@ -404,11 +409,18 @@ def connector_purge_landing(*, actor: Any, connector: Connector) -> list[Any]:
     source = connector_open_plain(connector)
     purge = getattr(source, "purge_landed", None)
     gone = list(purge()) if purge is not None else []
+    data: dict[str, Any] = {"copies": len(gone), "bytes": sum(c.bytes for c in gone)}
+    if gone:
+        # Asked for, so deleted even when shared: the audit says whose next
+        # read lands again.
+        shared = _sharing_landed_copies(connector, source)
+        if shared:
+            data["also_read_by"] = shared
     audit.record(
         actor=actor,
         action="connectors.connector.landing_purged",
         target=connector,
-        data={"copies": len(gone), "bytes": sum(c.bytes for c in gone)},
+        data=data,
     )
     return gone
 

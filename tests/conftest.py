@@ -37,6 +37,72 @@ def _isolated_audit_head(request: Any, tmp_path_factory: Any) -> None:
 
 if HAVE_DJANGO:
 
+    @pytest.fixture(scope="session")
+    def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> Any:
+        """pytest-django's test database, which is also dropped at the end.
+
+        Each pytest process has its own database (``test_pasportal_<pid>``).
+        A connection still open at the end (a runner thread's, a worker
+        subprocess's) made the drop fail with only a warning, and every such
+        run left a database behind on the machine. At the end the test
+        database's other sessions are ended first; at the start, databases
+        of runs whose process is gone (killed, or from before this fix) are
+        dropped.
+        """
+        from django.db import connections
+
+        conn = connections["default"]
+        if conn.vendor == "postgresql":
+            _drop_orphan_test_databases(conn.settings_dict)
+        yield
+        if conn.vendor == "postgresql":
+            with django_db_blocker.unblock(), conn.cursor() as cur:
+                cur.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+
+    def _drop_orphan_test_databases(settings: dict[str, Any]) -> None:
+        """Drop ``test_pasportal_<pid>[_gwN]`` databases whose process is gone."""
+        import os
+        import re
+
+        import psycopg
+        from psycopg import sql
+
+        def alive(pid: int) -> bool:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return False
+            except PermissionError:
+                return True
+            return True
+
+        pattern = re.compile(r"test_pasportal_(\d+)(_gw\d+)?")
+        with psycopg.connect(
+            dbname="postgres",
+            host=settings.get("HOST") or None,
+            port=settings.get("PORT") or None,
+            user=settings.get("USER") or None,
+            password=settings.get("PASSWORD") or None,
+            autocommit=True,
+        ) as maint:
+            names = [
+                r[0]
+                for r in maint.execute(
+                    "SELECT datname FROM pg_database WHERE datname LIKE 'test_pasportal_%'"
+                )
+            ]
+            for name in names:
+                m = pattern.fullmatch(name)
+                if m and not alive(int(m.group(1))):
+                    maint.execute(
+                        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                            sql.Identifier(name)
+                        )
+                    )
+
     @pytest.fixture
     def make_user(db: Any) -> Any:
         from django.contrib.auth import get_user_model

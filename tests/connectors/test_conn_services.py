@@ -405,6 +405,30 @@ def test_copies_two_connectors_share_stay_until_the_last_one_leaves(
     assert left.name != copy.name and (land / left.name).exists()
 
 
+def test_purging_shared_copies_on_request_names_the_other_reader(
+    project: Any, flat_extract: Any
+) -> None:
+    """Deleting landed copies on request deletes them even when another
+    connector reads them too (a request to remove patient rows), and the
+    audit event says whose next read lands again."""
+    from connectors import services
+    from connectors.models import QueryLog
+
+    a = flat_extract
+    b = services.connector_create(
+        actor="tests", project=project, name="flat-b", kind="csv", role="source",
+        config=dict(a.config),
+    )  # fmt: skip
+    list(services.connector_open(a).read_chunks("people", ["name"], "id"))
+    gone = services.connector_purge_landing(actor="tests", connector=a)
+    assert len(gone) == 1 and services.connector_landed_copies(b) == []
+    (ev,) = _events("connectors.connector.landing_purged")
+    assert ev.data["copies"] == 1 and ev.data["also_read_by"] == [b.pk]
+    rows = list(services.connector_open(b).read_chunks("people", ["name"], "id"))
+    assert sum(len(r) for r in rows) == 3
+    assert QueryLog.objects.filter(connector=b, purpose="land").count() == 1
+
+
 def test_check_and_purge_are_refused_and_audited_without_manage_connectors(
     flat_extract: Any, steward: Any, dm_engineer: Any
 ) -> None:
