@@ -52,7 +52,10 @@ if HAVE_DJANGO:
         from django.db import connections
 
         conn = connections["default"]
-        if conn.vendor == "postgresql":
+        host = str(conn.settings_dict.get("HOST") or "")
+        # Process ids say whose a database is only on this machine's server.
+        local = host in ("", "localhost", "127.0.0.1", "::1") or host.startswith("/")
+        if conn.vendor == "postgresql" and local:
             _drop_orphan_test_databases(conn.settings_dict)
         yield
         if conn.vendor == "postgresql":
