@@ -78,8 +78,8 @@ if HAVE_DJANGO:
                 os.kill(pid, 0)
             except ProcessLookupError:
                 return False
-            except PermissionError:
-                return True
+            except PermissionError:  # someone else's process: alive
+                pass
             return True
 
         pattern = re.compile(r"test_pasportal_(\d+)(_gw\d+)?")
