@@ -107,3 +107,62 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run_lifecycle", "--rows", "20", "--seed", "42", "--min-patients", "20"],
+        ["seed_demo"],
+        ["export_evidence", "--run", "1", "--user", "auditor", "--out", "x.zip"],
+        ["verify_audit"],
+        ["rewrap_secrets"],
+        ["run_monitor", "--once"],
+    ],
+    ids=lambda c: c[0],
+)
+def test_commands_on_a_database_never_migrated_say_so_and_what_to_run(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """Not a traceback ending ``no such table: auth_group``: the fix, named."""
+    result = _manage(*command, PAS_VAR_DIR=str(tmp_path))
+    # 2, as for bad input: 1 is a failed gate (run_lifecycle), a broken chain
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"SQLite {tmp_path / 'pasportal.sqlite3'}) is not set up" in result.stderr
+    assert "run `python manage.py migrate` first" in result.stderr
+
+
+def test_verifying_a_bundle_against_a_database_never_migrated_offers_offline(
+    tmp_path: Path,
+) -> None:
+    bundle = tmp_path / "bundle.zip"
+    bundle.write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip: never opened
+    result = _manage("verify_evidence", str(bundle), PAS_VAR_DIR=str(tmp_path))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert "is not set up" in result.stderr
+    assert "--offline" in result.stderr
+
+
+def test_an_unreachable_control_plane_is_named_without_its_password(
+    tmp_path: Path,
+) -> None:
+    # Port 9 (discard) on loopback: nothing listens, the connection is refused.
+    result = _manage(
+        "seed_demo",
+        PAS_VAR_DIR=str(tmp_path),
+        DATABASE_URL="postgres://pas:CANARY-PW@127.0.0.1:9/pas_control",
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert "cannot reach the control-plane database" in result.stderr
+    assert "127.0.0.1:9/pas_control" in result.stderr
+    assert "CANARY-PW" not in result.stdout + result.stderr
+
+
+@pytest.mark.django_db
+def test_a_migrated_control_plane_lets_commands_run() -> None:
+    from pasportal.commands import require_migrated
+
+    require_migrated()  # the test database is migrated: nothing raised

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand
-
 from connectors.services import connector_secrets_rewrap
+from pasportal.commands import ControlPlaneCommand
 
 
-class Command(BaseCommand):
+class Command(ControlPlaneCommand):
     help = "Re-encrypt every connector's fernet: secrets under the newest key."
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -6,14 +6,15 @@ from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from governance.audit import Refused
 from governance.evidence import evidence_export
 from migration.models import Run
+from pasportal.commands import ControlPlaneCommand
 
 
-class Command(BaseCommand):
+class Command(ControlPlaneCommand):
     help = "Write a verifiable evidence bundle (zip) for one run."
 
     def add_arguments(self, parser: CommandParser) -> None:

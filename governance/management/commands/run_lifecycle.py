@@ -11,14 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from governance.lifecycle import lifecycle_run, target_config_from_url
+from pasportal.commands import ControlPlaneCommand
 
 PASSING = {"PASS", "PASS_WITH_VIOLATIONS"}
 
 
-class Command(BaseCommand):
+class Command(ControlPlaneCommand):
     help = "Run the whole migration lifecycle on a generated legacy PAS and gate it."
 
     def add_arguments(self, parser: CommandParser) -> None:

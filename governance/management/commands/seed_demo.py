@@ -13,12 +13,13 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import transaction
 
 from governance.models import MigrationProject
 from governance.roles import Role
 from governance.services import membership_grant, project_create, role_groups_ensure
+from pasportal.commands import ControlPlaneCommand
 
 DEMO_PROJECT = {"name": "Demo Trust PAS migration", "slug": "demo", "ods_code": "RXX"}
 USERNAMES = {
@@ -34,7 +35,7 @@ USERNAMES = {
 EXTRA = [("steward2", Role.DATA_STEWARD)]
 
 
-class Command(BaseCommand):
+class Command(ControlPlaneCommand):
     help = "Create the demo project and one user per role (development only)."
 
     def handle(self, *args: Any, **options: Any) -> None:

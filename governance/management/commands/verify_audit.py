@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from governance.audit import AuditError, verify_database
+from pasportal.commands import ControlPlaneCommand
 
 
-class Command(BaseCommand):
+class Command(ControlPlaneCommand):
     help = "Verify the HMAC chain of audit events against the exported chain head."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
 from governance.evidence import evidence_verify
+from pasportal.commands import require_migrated
 
 
 def _key(key_file: Path | None) -> str | None:
@@ -45,6 +46,13 @@ class Command(BaseCommand):
         if not bundle.is_file():
             raise CommandError(f"{bundle}: no such file", returncode=2)
         key = _key(options["key_file"])
+        if not options["offline"]:
+            try:
+                require_migrated()
+            except CommandError as exc:
+                raise CommandError(
+                    f"{exc}; or verify without it: --offline", returncode=2
+                ) from None
         try:
             verdict = evidence_verify(
                 path=bundle, key=key, database=not options["offline"]

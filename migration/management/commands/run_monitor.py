@@ -10,13 +10,14 @@ import signal
 import threading
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 from django.db import close_old_connections
 
 from migration.services.runs import runs_mark_stale
+from pasportal.commands import ControlPlaneCommand
 
 
-class Command(BaseCommand):
+class Command(ControlPlaneCommand):
     help = "Watch running runs and fail those whose lease expired (worker died)."
 
     def add_arguments(self, parser: CommandParser) -> None:
