@@ -9,9 +9,11 @@ person would.
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import json
+import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -32,10 +34,20 @@ from migration.tasks import run_execute
 
 SERVICE_USER = "lifecycle"
 PROJECT_SLUG = "lifecycle"
+#: Where a PostgreSQL target's password is read from (a reference is stored).
+TARGET_PASSWORD_VARIABLE = "PAS_TARGET_PASSWORD"  # noqa: S105 (a name)
 
 
-def target_config_from_url(url: str) -> dict[str, Any]:
-    """Return a postgresql connector config from a URL; the password becomes env:."""
+def target_config_from_url(
+    url: str, env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Return a postgresql connector config from a URL; the password becomes env:.
+
+    The password in the URL is never stored: the connector refers to
+    ``PAS_TARGET_PASSWORD``, which must then hold that same password (else
+    every run against the target would fail to sign in, later and elsewhere).
+    Raises ValueError naming the problem -- never the password.
+    """
     parsed = urlparse(url)
     if parsed.scheme not in ("postgres", "postgresql"):
         raise ValueError("the target URL must start with postgresql://")
@@ -47,8 +59,22 @@ def target_config_from_url(url: str) -> dict[str, Any]:
         "schema": "pas_target",
     }
     if parsed.password:
+        held = (os.environ if env is None else env).get(TARGET_PASSWORD_VARIABLE)
+        if held is None:
+            raise ValueError(
+                "the target URL holds a password, which is never stored: set "
+                f"{TARGET_PASSWORD_VARIABLE} to it (the target connector reads "
+                f"env:{TARGET_PASSWORD_VARIABLE}) and leave it out of the URL"
+            )
+        if not hmac.compare_digest(held, unquote(parsed.password)):
+            raise ValueError(
+                f"the target URL's password is not the one in "
+                f"{TARGET_PASSWORD_VARIABLE}, which the target connector reads: "
+                "leave it out of the URL"
+            )
+    if TARGET_PASSWORD_VARIABLE in (os.environ if env is None else env):
         # Never store the secret itself: point at the variable that holds it.
-        config["password"] = "env:PAS_TARGET_PASSWORD"  # noqa: S105 (a reference)
+        config["password"] = f"env:{TARGET_PASSWORD_VARIABLE}"
     return config
 
 

@@ -13,6 +13,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from governance.lifecycle import target_config_from_url
 from governance.models import AuditEvent, GateEvaluation
 from migration.models import RejectRecord, Run
 
@@ -128,14 +129,50 @@ def test_into_the_real_postgresql_target(tmp_path: Path, pg_schema: str) -> None
     ("args", "message"),
     [
         (["--rows", "0", "--min-patients", "0"], "--rows must be positive"),
+        (["--rows", "-5"], "--rows must be positive"),
+        (["--min-patients", "-1"], "--min-patients not negative"),
+        (
+            ["--target", "postgresql://pas:CANARY-PW@127.0.0.1:5432/postgres"],
+            "holds a password, which is never stored: set PAS_TARGET_PASSWORD",
+        ),
         (["--target", "{not json"], "--target must be JSON"),
         (["--source", '{"path": "x"}'], 'needs a "kind"'),
     ],
 )
-def test_bad_arguments_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+def test_bad_arguments_exit_2(
+    tmp_path: Path, args: list[str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PAS_TARGET_PASSWORD", raising=False)
     with pytest.raises(CommandError) as caught:
         call_command(
             "run_lifecycle", "--work-dir", str(tmp_path), *args, stdout=StringIO()
         )
     assert caught.value.returncode == 2
     assert message in str(caught.value)
+    assert "CANARY-PW" not in str(caught.value)
+
+
+def test_a_target_url_password_must_be_the_one_the_connector_will_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The URL's password is never stored: the connector reads the variable."""
+    url = "postgresql://pas:CANARY%2FPW@db.example:6543/pas"
+    monkeypatch.setenv("PAS_TARGET_PASSWORD", "another")
+    with pytest.raises(ValueError, match="not the one in PAS_TARGET_PASSWORD") as e:
+        target_config_from_url(url)
+    assert "CANARY" not in str(e.value)
+    monkeypatch.setenv("PAS_TARGET_PASSWORD", "CANARY/PW")
+    config = target_config_from_url(url)
+    assert config["password"] == "env:PAS_TARGET_PASSWORD"
+    assert (config["host"], config["port"], config["dbname"], config["user"]) == (
+        "db.example",
+        6543,
+        "pas",
+        "pas",
+    )
+    # Left out of the URL, as the message advises: read from the variable.
+    assert target_config_from_url("postgresql://pas@db.example/pas")["password"] == (
+        "env:PAS_TARGET_PASSWORD"
+    )
+    monkeypatch.delenv("PAS_TARGET_PASSWORD")
+    assert "password" not in target_config_from_url("postgresql://pas@db.example/pas")

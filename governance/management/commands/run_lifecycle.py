@@ -66,7 +66,7 @@ class Command(ControlPlaneCommand):
         if raw is None:
             return None
         if raw.startswith(("postgres://", "postgresql://")):
-            return {"kind": "postgresql", **target_config_from_url(raw)}
+            return {"kind": "postgresql", **self._from_url(raw, f"--{what}")}
         try:
             spec = json.loads(raw)
         except ValueError:
@@ -77,16 +77,25 @@ class Command(ControlPlaneCommand):
             raise CommandError(f'--{what} JSON needs a "kind"', returncode=2)
         return spec
 
+    def _from_url(self, url: str, what: str) -> dict[str, Any]:
+        try:
+            return target_config_from_url(url)
+        except ValueError as exc:
+            raise CommandError(f"{what}: {exc}", returncode=2) from None
+
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["rows"] <= 0 or options["min_patients"] < 0:
+            raise CommandError(
+                "--rows must be positive and --min-patients not negative",
+                returncode=2,
+            )
         patients = max(options["rows"], options["min_patients"])
-        if patients <= 0:
-            raise CommandError("--rows must be positive", returncode=2)
         source = self._spec(options["source"], "source")
         target = self._spec(options["target"], "target")
         if target is None and settings.PAS_TARGET_URL:
             target = {
                 "kind": "postgresql",
-                **target_config_from_url(settings.PAS_TARGET_URL),
+                **self._from_url(settings.PAS_TARGET_URL, "PAS_TARGET_URL"),
             }
         work = options["work_dir"] or Path(settings.VAR_DIR) / "lifecycle"
         work.mkdir(parents=True, exist_ok=True)
