@@ -19,10 +19,10 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.core.exceptions import ValidationError
 
 from connectors.models import Connector
-from governance import audit
+from connectors.services import connector_create, connector_update
 from governance.gates import gate_evaluate
 from governance.models import GateEvaluation, MigrationProject
 from governance.services import membership_grant, project_create, role_groups_ensure
@@ -78,6 +78,10 @@ def target_config_from_url(
     return config
 
 
+class LifecycleInputError(ValueError):
+    """Settings given to the lifecycle that cannot work (named; never a secret)."""
+
+
 def _service_account(project: MigrationProject) -> Any:
     user, _ = get_user_model().objects.get_or_create(
         username=SERVICE_USER,
@@ -100,21 +104,37 @@ def _connector(
     role: str,
     config: dict[str, Any],
 ) -> Connector:
-    with transaction.atomic():
-        connector, created = Connector.objects.update_or_create(
-            project=project,
-            name=name,
-            defaults={"kind": kind, "role": role, "config": config},
+    """Register (or update) a connector through the connector services.
+
+    So the settings given on the command line are checked as the pages and
+    the API check them (an unknown kind or a missing field is refused
+    before any run, naming the field), and a secret in them -- a password
+    in ``--source`` JSON -- is stored encrypted, never in the plain config.
+    A connector of another kind under the same name is left to the runs
+    that used it: this one is registered as ``name-kind``.
+    """
+    existing = Connector.objects.filter(project=project, name=name).first()
+    if existing is not None and (existing.kind, existing.role) != (kind, role):
+        name = f"{name}-{kind}"
+        existing = Connector.objects.filter(project=project, name=name).first()
+    try:
+        if existing is None:
+            return connector_create(
+                actor=actor,
+                project=project,
+                name=name,
+                kind=kind,
+                role=role,
+                config=config,
+            )
+        return connector_update(actor=actor, connector=existing, config=config)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{key}: {' '.join(messages)}" for key, messages in exc.message_dict.items()
         )
-        audit.record(
-            actor=actor,
-            action="connectors.connector.created"
-            if created
-            else "connectors.connector.updated",
-            target=connector,
-            data={"kind": kind, "role": role},
-        )
-    return connector
+        raise LifecycleInputError(
+            f"the {role} connector's settings: {problems}"
+        ) from None
 
 
 def lifecycle_run(
@@ -142,14 +162,6 @@ def lifecycle_run(
     user = _service_account(project)
     legacy_dir = work_dir / f"legacy-{patients}-{seed}"
     manifest = legacy_dir / "manifest.json"
-    if not manifest.exists():
-        generate(
-            patients=patients,
-            seed=seed,
-            out=str(legacy_dir),
-            fmt="sqlite",
-            defect_rate=defect_rate,
-        )
     db_file = str(legacy_dir / "legacy_pas.sqlite3")
     src_spec = dict(
         source or {"kind": "odbc", "driver": "SQLite3", "database": db_file}
@@ -157,6 +169,8 @@ def lifecycle_run(
     tgt_spec = dict(
         target or {"kind": "sqlite", "path": str(work_dir / "target.sqlite3")}
     )
+    # The connectors first: settings that cannot work stop the command
+    # before anything is generated.
     src = _connector(
         actor=user,
         project=project,
@@ -173,6 +187,14 @@ def lifecycle_run(
         kind=tgt_spec.pop("kind"),
         config=tgt_spec,
     )
+    if not manifest.exists():
+        generate(
+            patients=patients,
+            seed=seed,
+            out=str(legacy_dir),
+            fmt="sqlite",
+            defect_rate=defect_rate,
+        )
     contract = contract_import_default(actor=user, project=project)
     extract_date = json.loads(manifest.read_text()).get("extract_date")
     run = run_start(

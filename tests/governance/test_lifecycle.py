@@ -137,6 +137,14 @@ def test_into_the_real_postgresql_target(tmp_path: Path, pg_schema: str) -> None
         ),
         (["--target", "{not json"], "--target must be JSON"),
         (["--source", '{"path": "x"}'], 'needs a "kind"'),
+        (
+            ["--source", '{"kind": "sqlite"}'],
+            "the source connector's settings: config: path: Field required",
+        ),
+        (
+            ["--target", '{"kind": "oracle"}'],
+            "the target connector's settings: kind: unknown connector kind 'oracle'",
+        ),
     ],
 )
 def test_bad_arguments_exit_2(
@@ -150,6 +158,38 @@ def test_bad_arguments_exit_2(
     assert caught.value.returncode == 2
     assert message in str(caught.value)
     assert "CANARY-PW" not in str(caught.value)
+    # Refused before anything was generated or run.
+    assert not list(tmp_path.glob("legacy-*"))
+    assert not Run.objects.exists()
+
+
+def test_a_password_in_source_settings_is_stored_encrypted(tmp_path: Path) -> None:
+    """The lifecycle registers connectors as the pages and the API do."""
+    from connectors.models import Connector
+
+    source = json.dumps(
+        {
+            "kind": "postgresql",
+            "host": "127.0.0.1",
+            "dbname": "postgres",
+            "user": "postgres",
+            "password": "CANARY-SOURCE-PW",
+        }
+    )
+    code, output = _lifecycle(tmp_path, "--source", source)
+    assert code == 1, output  # the postgres database holds no legacy PAS
+    connector = Connector.objects.get(kind="postgresql", role="source")
+    assert connector.name == "legacy-pas"
+    stored = json.dumps([connector.config, connector.secret_refs])
+    assert "CANARY-SOURCE-PW" not in stored
+    assert connector.config["password"].startswith("fernet:")
+    created = AuditEvent.objects.get(
+        action="connectors.connector.created",
+        target_id=str(connector.pk),
+        target_type="connectors.connector",
+    )
+    assert created.data["credential_fields"] == ["password"]
+    assert "CANARY-SOURCE-PW" not in json.dumps(created.data) + output
 
 
 def test_a_target_url_password_must_be_the_one_the_connector_will_read(

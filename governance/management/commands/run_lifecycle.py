@@ -13,7 +13,11 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
 
-from governance.lifecycle import lifecycle_run, target_config_from_url
+from governance.lifecycle import (
+    LifecycleInputError,
+    lifecycle_run,
+    target_config_from_url,
+)
 from pasportal.commands import ControlPlaneCommand
 
 PASSING = {"PASS", "PASS_WITH_VIOLATIONS"}
@@ -111,19 +115,23 @@ class Command(ControlPlaneCommand):
                 bar.n = event.rows_read
                 bar.refresh()
 
-        result = lifecycle_run(
-            patients=patients,
-            seed=options["seed"],
-            profile=options["release_profile"],
-            work_dir=work,
-            source=source,
-            target=target,
-            defect_rate=options["defect_rate"],
-            progress=progress,
-            project_slug=options["project"],
-        )
-        if bar is not None:
-            bar.close()
+        try:
+            result = lifecycle_run(
+                patients=patients,
+                seed=options["seed"],
+                profile=options["release_profile"],
+                work_dir=work,
+                source=source,
+                target=target,
+                defect_rate=options["defect_rate"],
+                progress=progress,
+                project_slug=options["project"],
+            )
+        except LifecycleInputError as exc:
+            raise CommandError(str(exc), returncode=2) from None
+        finally:
+            if bar is not None:
+                bar.close()
         self._print(result)
         if options["json"]:
             options["json"].write_text(json.dumps(result, indent=2, default=str))
