@@ -39,6 +39,42 @@ def project_create(
     return project
 
 
+#: Project fields a change may touch, and whose new values its audit event keeps.
+PROJECT_FIELDS = ("name", "slug", "description", "ods_code")
+
+
+@transaction.atomic
+def project_update(
+    *, actor: Any, project: MigrationProject, **changes: str
+) -> MigrationProject:
+    """Change a project's name, slug, description or ODS code, and audit it.
+
+    Raises ValidationError on a field that is not one of those or a bad
+    value. Nothing changed: nothing saved, no event.
+    """
+    unknown = sorted(set(changes) - set(PROJECT_FIELDS))
+    if unknown:
+        raise ValidationError(
+            {f: "not a field a project change may touch" for f in unknown}
+        )
+    project = MigrationProject.objects.select_for_update().get(pk=project.pk)
+    before = {f: getattr(project, f) for f in changes}
+    changed = sorted(f for f, value in changes.items() if before[f] != value)
+    if not changed:
+        return project
+    for f in changed:
+        setattr(project, f, changes[f])
+    project.full_clean()
+    project.save(update_fields=changed)
+    audit.record(
+        actor=actor,
+        action="governance.project.updated",
+        target=project,
+        data={"changed": {f: [before[f], changes[f]] for f in changed}},
+    )
+    return project
+
+
 def _sync_perms(project: MigrationProject, user: Any) -> None:
     roles = set(
         ProjectMembership.objects.filter(project=project, user=user).values_list(

@@ -1,0 +1,154 @@
+"""Django admin writes land in the audit chain: projects through the
+services, accounts, groups and API tokens through the admin's own log hooks.
+Never a password, hash or token key in an event."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from rest_framework.authtoken.models import Token
+
+from governance.audit import verify_database
+from governance.models import AuditEvent, MigrationProject
+from governance.services import project_create
+
+pytestmark = pytest.mark.django_db
+PASSWORD = "CANARY-admin-pw-7731"  # noqa: S105 (a test canary)
+
+
+def _events(prefix: str) -> list[AuditEvent]:
+    return list(AuditEvent.objects.filter(action__startswith=prefix).order_by("seq"))
+
+
+def _no_secret_in_the_chain(*secrets: str) -> None:
+    dump = json.dumps(
+        [[e.action, e.data, e.actor] for e in AuditEvent.objects.all()], default=str
+    )
+    for secret in secrets:
+        assert secret not in dump
+
+
+def test_a_project_changed_in_the_admin_is_audited_and_cannot_be_deleted(
+    admin_client: Any,
+) -> None:
+    project = project_create(actor="test", name="Trust A", slug="trust-a")
+    url = f"/admin/governance/migrationproject/{project.pk}/change/"
+    page = admin_client.post(
+        url,
+        {
+            "name": "Trust A (renamed)",
+            "slug": "trust-a",
+            "description": "",
+            "ods_code": "RXA",
+        },
+    )
+    assert page.status_code == 302, page.content[:2000]
+    project.refresh_from_db()
+    assert (project.name, project.ods_code) == ("Trust A (renamed)", "RXA")
+    [event] = _events("governance.project.updated")
+    assert event.data == {
+        "changed": {"name": ["Trust A", "Trust A (renamed)"], "ods_code": ["", "RXA"]}
+    }
+    assert event.actor["username"] == "admin"
+    # Saving again unchanged writes no event.
+    admin_client.post(
+        url,
+        {
+            "name": "Trust A (renamed)",
+            "slug": "trust-a",
+            "description": "",
+            "ods_code": "RXA",
+        },
+    )
+    assert len(_events("governance.project.updated")) == 1
+    delete = admin_client.post(
+        f"/admin/governance/migrationproject/{project.pk}/delete/", {"post": "yes"}
+    )
+    assert delete.status_code == 403
+    assert MigrationProject.objects.filter(pk=project.pk).exists()
+
+
+def test_a_project_added_in_the_admin_is_audited(admin_client: Any) -> None:
+    page = admin_client.post(
+        "/admin/governance/migrationproject/add/",
+        {"name": "Trust B", "slug": "trust-b", "description": "x", "ods_code": ""},
+    )
+    assert page.status_code == 302, page.content[:2000]
+    [event] = _events("governance.project.created")
+    assert event.data == {"name": "Trust B", "slug": "trust-b"}
+    assert event.target_id == str(MigrationProject.objects.get(slug="trust-b").pk)
+
+
+def test_accounts_groups_and_tokens_changed_in_the_admin_are_audited(
+    admin_client: Any,
+) -> None:
+    User = get_user_model()
+    added = admin_client.post(
+        "/admin/auth/user/add/",
+        {
+            "username": "bob",
+            "usable_password": "true",
+            "password1": PASSWORD,
+            "password2": PASSWORD,
+        },
+    )
+    assert added.status_code == 302, added.content[:2000]
+    bob = User.objects.get(username="bob")
+    [created] = _events("admin.auth.user.created")
+    assert created.data["object"] == "bob"
+    assert created.target_type == "auth.user" and created.target_id == str(bob.pk)
+
+    group = Group.objects.create(name="data_steward")
+    changed = admin_client.post(
+        f"/admin/auth/user/{bob.pk}/change/",
+        {
+            "username": "bob",
+            "first_name": "",
+            "last_name": "",
+            "email": "",
+            "is_active": "on",
+            "is_staff": "on",
+            "groups": [str(group.pk)],
+            "date_joined_0": "2026-11-28",
+            "date_joined_1": "10:00:00",
+            "initial-date_joined_0": "2026-11-28",
+            "initial-date_joined_1": "10:00:00",
+        },
+    )
+    assert changed.status_code == 302, changed.content[:3000]
+    bob.refresh_from_db()
+    assert bob.is_staff and list(bob.groups.all()) == [group]
+    [change] = _events("admin.auth.user.changed")
+    fields = change.data["change"][0]["changed"]["fields"]
+    assert {"Staff status", "Groups"} <= set(fields)
+
+    new_pw = PASSWORD + "-2"
+    pw = admin_client.post(
+        f"/admin/auth/user/{bob.pk}/password/",
+        {"password1": new_pw, "password2": new_pw},
+    )
+    assert pw.status_code == 302, pw.content[:2000]
+    bob.refresh_from_db()
+    assert bob.check_password(new_pw)
+    assert _events("admin.auth.user.changed")[-1].data["change"] == [
+        {"changed": {"fields": ["password"]}}  # the field's name, nothing of it
+    ]
+
+    token = admin_client.post("/admin/authtoken/tokenproxy/add/", {"user": str(bob.pk)})
+    assert token.status_code == 302, token.content[:2000]
+    key = Token.objects.get(user=bob).key
+    [issued] = _events("admin.authtoken.tokenproxy.created")
+    assert issued.data["object"] == "API token of bob"
+
+    deleted = admin_client.post(f"/admin/auth/user/{bob.pk}/delete/", {"post": "yes"})
+    assert deleted.status_code == 302, deleted.content[:2000]
+    assert not User.objects.filter(username="bob").exists()
+    [gone] = _events("admin.auth.user.deleted")
+    assert gone.data["object"] == "bob"
+
+    _no_secret_in_the_chain(PASSWORD, new_pw, key, bob.password)
+    assert verify_database().ok
