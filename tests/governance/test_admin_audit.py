@@ -17,7 +17,7 @@ from governance.models import AuditEvent, MigrationProject
 from governance.services import project_create
 
 pytestmark = pytest.mark.django_db
-PASSWORD = "CANARY-admin-pw-7731"  # noqa: S105 (a test canary)
+PASSWORD = "CANARY-admin-pw-7731"
 
 
 def _events(prefix: str) -> list[AuditEvent]:
@@ -152,3 +152,35 @@ def test_accounts_groups_and_tokens_changed_in_the_admin_are_audited(
 
     _no_secret_in_the_chain(PASSWORD, new_pw, key, bob.password)
     assert verify_database().ok
+
+
+def test_issue_api_token_is_audited_by_user_never_by_key() -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    User = get_user_model()
+    carol = User.objects.create_user(username="carol")
+    out = StringIO()
+    call_command("issue_api_token", "carol", stdout=out)
+    key = out.getvalue().strip()
+    assert Token.objects.get(user=carol).key == key
+    [issued] = _events("governance.api_token.issued")
+    assert issued.data == {"user": "carol"}
+    assert issued.target_id == str(carol.pk)
+
+    with pytest.raises(CommandError, match="already has a token") as refused:
+        call_command("issue_api_token", "carol", stdout=StringIO())
+    assert refused.value.returncode == 2
+    out = StringIO()
+    call_command("issue_api_token", "carol", "--reset", stdout=out)
+    new_key = out.getvalue().strip()
+    assert new_key != key
+    assert list(Token.objects.filter(user=carol).values_list("key", flat=True)) == [
+        new_key
+    ]
+    assert len(_events("governance.api_token.reissued")) == 1
+    with pytest.raises(CommandError, match="no user 'nobody'"):
+        call_command("issue_api_token", "nobody", stdout=StringIO())
+    _no_secret_in_the_chain(key, new_key)

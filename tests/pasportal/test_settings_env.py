@@ -118,6 +118,7 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path: Path) -> None:
         ["verify_audit"],
         ["rewrap_secrets"],
         ["run_monitor", "--once"],
+        ["issue_api_token", "someone"],
     ],
     ids=lambda c: c[0],
 )
