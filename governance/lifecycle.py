@@ -129,8 +129,10 @@ def _connector(
             )
         return connector_update(actor=actor, connector=existing, config=config)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{key}: {' '.join(messages)}" for key, messages in exc.message_dict.items()
+        problems = (
+            "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
+            if hasattr(exc, "error_dict")
+            else "; ".join(exc.messages)
         )
         raise LifecycleInputError(
             f"the {role} connector's settings: {problems}"
