@@ -13,6 +13,7 @@ from rest_framework.authtoken.admin import TokenAdmin
 from rest_framework.authtoken.models import TokenProxy
 
 from governance import audit, services
+from governance.accounts import audited_by_admin
 from governance.models import AuditEvent, MigrationProject, ProjectMembership
 
 
@@ -142,12 +143,28 @@ admin.site.unregister(Group)
 class AuditedUserAdmin(AuditedAdmin, UserAdmin):
     """Accounts, roles' groups, staff and superuser flags, passwords: audited."""
 
+    # Every view that changes an account records it here, with the person;
+    # governance.accounts' signals (for changes made anywhere else) stand
+    # aside meanwhile.
+
+    def changeform_view(self, *args: Any, **kwargs: Any) -> Any:
+        with audited_by_admin():
+            return super().changeform_view(*args, **kwargs)
+
+    def delete_view(self, *args: Any, **kwargs: Any) -> Any:
+        with audited_by_admin():
+            return super().delete_view(*args, **kwargs)
+
+    def changelist_view(self, *args: Any, **kwargs: Any) -> Any:
+        with audited_by_admin():  # bulk actions (delete selected)
+            return super().changelist_view(*args, **kwargs)
+
     def user_change_password(
         self, request: HttpRequest, id: str, form_url: str = ""
     ) -> Any:
         # Django saves the new password and logs it in two steps, outside a
         # transaction: here they are one, with the audit event.
-        with transaction.atomic():
+        with audited_by_admin(), transaction.atomic():
             return super().user_change_password(request, id, form_url)
 
 

@@ -10,6 +10,7 @@ class GovernanceConfig(AppConfig):
 
     def ready(self) -> None:
         from governance import (  # noqa: F401  (connect receivers)
+            accounts,
             receivers,
             signals,
         )

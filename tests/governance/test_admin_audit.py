@@ -151,6 +151,8 @@ def test_accounts_groups_and_tokens_changed_in_the_admin_are_audited(
     assert gone.data["object"] == "bob"
 
     _no_secret_in_the_chain(PASSWORD, new_pw, key, bob.password)
+    # Recorded once, by the admin with its user: the account signals stood aside.
+    assert not [e for e in _events("governance.account.") if e.data["user"] == "bob"]
     assert verify_database().ok
 
 
@@ -184,3 +186,57 @@ def test_issue_api_token_is_audited_by_user_never_by_key() -> None:
     with pytest.raises(CommandError, match="no user 'nobody'"):
         call_command("issue_api_token", "nobody", stdout=StringIO())
     _no_secret_in_the_chain(key, new_key)
+
+
+def test_account_changes_made_outside_the_admin_are_audited(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """createsuperuser, a password set in a shell, a deletion; not a login."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", PASSWORD)
+    call_command(
+        "createsuperuser",
+        "--noinput",
+        "--username",
+        "root2",
+        "--email",
+        "r@example.org",
+        stdout=StringIO(),
+    )
+    [created] = _events("governance.account.created")
+    assert created.data == {
+        "user": "root2",
+        "is_active": True,
+        "is_staff": True,
+        "is_superuser": True,
+    }
+    User = get_user_model()
+    root2 = User.objects.get(username="root2")
+
+    client.force_login(root2)  # last_login only: not a change of the account
+    assert not _events("governance.account.changed")
+
+    root2.set_password(PASSWORD + "-new")
+    root2.is_superuser = False
+    root2.save()
+    [changed] = _events("governance.account.changed")
+    assert changed.data == {
+        "user": "root2",
+        "changed": ["is_superuser", "password"],
+        "is_superuser": False,
+    }
+
+    root2.first_name = "Ro"  # not what the account may do: no event
+    root2.save()
+    assert len(_events("governance.account.changed")) == 1
+
+    pk = root2.pk
+    root2.delete()
+    [deleted] = _events("governance.account.deleted")
+    assert (deleted.target_type, deleted.target_id) == ("auth.user", str(pk))
+    assert deleted.data == {"user": "root2"}
+    _no_secret_in_the_chain(PASSWORD, PASSWORD + "-new")
+    assert verify_database().ok
