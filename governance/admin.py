@@ -127,11 +127,12 @@ class AuditedAdmin(admin.ModelAdmin):
             self._audit(request, "deleted", obj, [])
         return super().log_deletions(request, queryset)
 
-    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
-        # The list page's bulk delete logs first, then deletes; one
-        # transaction, so the events and the deletion stand or fall together.
+    def response_action(self, request: HttpRequest, queryset: Any) -> Any:
+        # A list page action (delete selected) logs, then changes, outside
+        # the transaction Django gives the change and delete pages: one here,
+        # so the events and the change stand or fall together.
         with transaction.atomic():
-            super().delete_queryset(request, queryset)
+            return super().response_action(request, queryset)
 
 
 User = get_user_model()

@@ -58,8 +58,9 @@ def target_config_from_url(
         "user": unquote(parsed.username or "postgres"),
         "schema": "pas_target",
     }
+    env = os.environ if env is None else env
     if parsed.password:
-        held = (os.environ if env is None else env).get(TARGET_PASSWORD_VARIABLE)
+        held = env.get(TARGET_PASSWORD_VARIABLE)
         if held is None:
             raise ValueError(
                 "the target URL holds a password, which is never stored: set "
@@ -72,7 +73,7 @@ def target_config_from_url(
                 f"{TARGET_PASSWORD_VARIABLE}, which the target connector reads: "
                 "leave it out of the URL"
             )
-    if TARGET_PASSWORD_VARIABLE in (os.environ if env is None else env):
+    if TARGET_PASSWORD_VARIABLE in env:
         # Never store the secret itself: point at the variable that holds it.
         config["password"] = f"env:{TARGET_PASSWORD_VARIABLE}"
     return config

@@ -240,3 +240,24 @@ def test_account_changes_made_outside_the_admin_are_audited(
     assert deleted.data == {"user": "root2"}
     _no_secret_in_the_chain(PASSWORD, PASSWORD + "-new")
     assert verify_database().ok
+
+
+def test_a_bulk_delete_from_the_admin_list_is_audited(admin_client: Any) -> None:
+    User = get_user_model()
+    doomed = [User.objects.create_user(username=f"tmp{i}") for i in range(2)]
+    page = admin_client.post(
+        "/admin/auth/user/",
+        {
+            "action": "delete_selected",
+            "_selected_action": [str(u.pk) for u in doomed],
+            "post": "yes",
+        },
+    )
+    assert page.status_code == 302, page.content[:2000]
+    assert not User.objects.filter(username__startswith="tmp").exists()
+    gone = _events("admin.auth.user.deleted")
+    assert sorted(e.data["object"] for e in gone) == ["tmp0", "tmp1"]
+    assert all(e.actor["username"] == "admin" for e in gone)
+    # The admin's own events only: the account signals stood aside.
+    assert not _events("governance.account.deleted")
+    assert verify_database().ok
