@@ -162,7 +162,7 @@ class CheckResult(models.Model):
     denominator = models.BigIntegerField(null=True)
     threshold = models.JSONField(
         default=dict, blank=True
-    )  # {"percent": 1.0} / {"count": 0}
+    )  # {"max_pct": 1.0} / {"max_count": 0}; {} when not applicable
     status = models.CharField(max_length=24, choices=CheckStatus.choices)
     waiver = models.ForeignKey(
         "governance.Waiver",

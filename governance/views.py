@@ -36,6 +36,7 @@ from governance.models import AuditEvent, EvidenceExport, GateEvaluation, Waiver
 from governance.roles import Role
 from governance.services import roles_of
 from governance.signoffs import signoff_record, signoffs_status
+from migration.engine.gates import describe_measure, describe_threshold
 from migration.models import Run
 from pasportal import svg
 from pasportal.htmx import HtmxHttpRequest
@@ -74,6 +75,9 @@ def gate_detail(request: HtmxHttpRequest, project_id: int, run_id: int) -> HttpR
         .first()
     )
     checks = list(evaluation.checks.select_related("waiver")) if evaluation else []
+    for c in checks:  # read as a person would: "16 of 1,289 (1.24 %)", "at most 1 %"
+        c.measured_text = describe_measure(c.numerator, c.denominator)  # type: ignore[attr-defined]
+        c.threshold_text = describe_threshold(c.threshold)  # type: ignore[attr-defined]
     counts = Counter(c.status for c in checks)
     status = signoffs_status(run=run, profile=profile)
     my_roles = roles_of(user=request.user, project=project)

@@ -277,6 +277,32 @@ def measure(report: RunReport | Mapping[str, Any]) -> list[Measurement]:
     return out
 
 
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,}"
+
+
+def describe_threshold(threshold: Mapping[str, float] | None) -> str:
+    """Say what a threshold allows, as a person reads it ("at most 1 %")."""
+    if not threshold:
+        return "not applicable"
+    if "max_count" in threshold:
+        limit = threshold["max_count"]
+        return "none allowed" if limit == 0 else f"at most {_number(limit)}"
+    if "max_pct" in threshold:
+        limit = threshold["max_pct"]
+        return "none allowed" if limit == 0 else f"at most {_number(limit)} %"
+    return "unknown threshold " + ", ".join(f"{k} {v}" for k, v in threshold.items())
+
+
+def describe_measure(numerator: int | None, denominator: int | None) -> str:
+    """Say a measurement as "16 of 1,289 (1.24 %)"."""
+    if numerator is None or denominator is None:
+        return "not measured"
+    if denominator == 0:
+        return f"{numerator:,} of 0"
+    return f"{numerator:,} of {denominator:,} ({100.0 * numerator / denominator:.2f} %)"
+
+
 def _status(m: Measurement, threshold: Mapping[str, float] | None) -> str:
     if threshold is None:
         return NOT_APPLICABLE
@@ -411,8 +437,9 @@ def evaluate_gate(
                     break
         if res.blocking:
             gate.reasons.append(
-                f"{m.check_id} [{m.scope}] {status}: {m.numerator}/{m.denominator}"
-                f" over {threshold}"
+                f"{m.check_id} [{m.scope}] {status}: "
+                f"{describe_measure(m.numerator, m.denominator)}; "
+                f"{describe_threshold(threshold)}"
             )
         gate.results.append(res)
     present: set[str] = set()

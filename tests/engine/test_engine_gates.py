@@ -19,6 +19,8 @@ from migration.engine.gates import (
     PASS_WITH_VIOLATIONS,
     GateProfile,
     Measurement,
+    describe_measure,
+    describe_threshold,
     evaluate_gate,
     load_profiles,
 )
@@ -173,3 +175,19 @@ def test_fatal_waiver_refused_at_cutover_ready(report: Any) -> None:
 def test_unknown_profile() -> None:
     with pytest.raises(ContractError, match="unknown gate profile"):
         evaluate_gate([], "yolo")
+
+
+def test_thresholds_and_measurements_read_as_a_person_would() -> None:
+    assert describe_threshold({"max_count": 0}) == "none allowed"
+    assert describe_threshold({"max_count": 1200}) == "at most 1,200"
+    assert describe_threshold({"max_pct": 1}) == "at most 1 %"
+    assert describe_threshold({"max_pct": 0.5}) == "at most 0.5 %"
+    assert describe_threshold(None) == "not applicable"
+    assert describe_measure(16, 1289) == "16 of 1,289 (1.24 %)"
+    assert describe_measure(None, None) == "not measured"
+    assert describe_measure(0, 0) == "0 of 0"
+    # the reason a blocking check gives says what was measured and what is allowed
+    failed = evaluate_gate(_m("reject_rate", 16, 1289), "cutover_ready", now=NOW)
+    assert "reject_rate [patient] FAIL: 16 of 1,289 (1.24 %); at most 1 %" in (
+        failed.reasons
+    )

@@ -23,7 +23,11 @@ def test_a_dm_engineer_requests_a_waiver_from_the_gate_page(
         reverse("governance:gate-detail", args=[project.pk, run.pk]),
         {"profile": "pre_production"},
     )
-    assert "Request a waiver for a failing check" in page.content.decode()
+    body = page.content.decode()
+    assert "Request a waiver for a failing check" in body
+    # thresholds read as a person would, not as the profile's JSON keys
+    assert "none allowed" in body and "at most 5 %" in body
+    assert "max_pct" not in body and "max_count" not in body
     before = Waiver.objects.count()
     url = reverse("governance:waiver-create", args=[project.pk, run.pk])
     response = client.post(

@@ -18,6 +18,7 @@ from governance.lifecycle import (
     lifecycle_run,
     target_config_from_url,
 )
+from migration.engine.gates import describe_measure, describe_threshold
 from pasportal.commands import ControlPlaneCommand
 
 PASSING = {"PASS", "PASS_WITH_VIOLATIONS"}
@@ -174,14 +175,8 @@ class Command(ControlPlaneCommand):
         w(f"Gate {gate['profile']} (v{gate['profile_version']}): {gate['status']}")
         for check in gate["checks"]:
             scope = f" [{check['scope']}]" if check["scope"] else ""
-            ratio = (
-                f"{check['numerator']}/{check['denominator']}"
-                if check["denominator"] is not None
-                else ""
-            )
-            w(
-                f"  {check['status']:<22} {check['check']}{scope} {ratio} "
-                f"threshold {check['threshold']}"
-            )
+            measured = describe_measure(check["numerator"], check["denominator"])
+            allowed = describe_threshold(check["threshold"])
+            w(f"  {check['status']:<22} {check['check']}{scope}: {measured}; {allowed}")
         for reason in gate["reasons"]:
             w(f"  reason: {reason}")
