@@ -27,6 +27,11 @@ urlpatterns = [
     ),
     path("snapshots/<int:snapshot_id>/", views.snapshot_detail, name="snapshot-detail"),
     path("snapshots/diff/", views.snapshot_diff_view, name="snapshot-diff"),
+    path(
+        "snapshots/<int:snapshot_id>/import-default/",
+        views.mappingset_import,
+        name="mappingset-import",
+    ),
     # mappings
     path("mappings/", views.mappingset_list, name="mappingset-list"),
     path("mappings/<int:set_id>/", views.mappingset_detail, name="mappingset-detail"),
@@ -52,6 +57,7 @@ urlpatterns = [
     ),
     # crosswalks and the miss queue
     path("crosswalks/", views.crosswalk_list, name="crosswalk-list"),
+    path("crosswalks/seed/", views.crosswalks_seed, name="crosswalks-seed"),
     path("crosswalks/<int:xw_id>/", views.crosswalk_detail, name="crosswalk-detail"),
     path(
         "crosswalks/<int:xw_id>/export.csv",

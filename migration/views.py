@@ -56,6 +56,7 @@ from migration.services.crosswalks import (
     crosswalk_row_approve,
     crosswalk_row_flag,
     crosswalk_row_reject,
+    crosswalks_seed_defaults,
     missqueue_resolve,
 )
 from migration.services.mappings import (
@@ -64,6 +65,7 @@ from migration.services.mappings import (
     field_mapping_propose,
     field_mapping_reject,
     field_mappings_bulk_approve,
+    mapping_set_import_contract,
 )
 from migration.services.runs import (
     PROFILES,
@@ -519,6 +521,34 @@ def snapshot_detail(
 
 
 @login_required
+@require_POST
+def mappingset_import(
+    request: HtmxHttpRequest, project_id: int, snapshot_id: int
+) -> HttpResponse:
+    """Start a mapping set of this snapshot from the packaged default contract."""
+    project = page_project(request, project_id)
+    snapshot = access_object(
+        request.user, SchemaSnapshot.objects.filter(project=project), snapshot_id
+    )
+    back = reverse("migration:snapshot-detail", args=[project.pk, snapshot.pk])
+    try:
+        ms = mapping_set_import_contract(
+            actor=request.user, project=project, source_snapshot=snapshot
+        )
+    except Refused as exc:
+        return refused(request, exc, back)
+    except ValidationError as exc:
+        messages.error(request, "; ".join(exc.messages))
+        return redirect(back)
+    messages.success(
+        request,
+        f"Mapping set {ms.name!r} started from the default contract: every field "
+        "is proposed for review by a steward other than you.",
+    )
+    return redirect("migration:mappingset-detail", project.pk, ms.pk)
+
+
+@login_required
 @require_GET
 def snapshot_diff_view(request: HtmxHttpRequest, project_id: int) -> HttpResponse:
     """Compare two snapshots of the project; breaking changes first."""
@@ -815,6 +845,24 @@ def crosswalk_list(request: HtmxHttpRequest, project_id: int) -> HttpResponse:
             .count(),
         },
     )
+
+
+@login_required
+@require_POST
+def crosswalks_seed(request: HtmxHttpRequest, project_id: int) -> HttpResponse:
+    """Add the generated legacy PAS's crosswalks, their rows proposed for review."""
+    project = page_project(request, project_id)
+    back = reverse("migration:crosswalk-list", args=[project.pk])
+    try:
+        seeded = crosswalks_seed_defaults(actor=request.user, project=project)
+    except Refused as exc:
+        return refused(request, exc, back)
+    messages.success(
+        request,
+        f"{len(seeded)} crosswalks of the generated legacy PAS are here; rows "
+        "they did not have yet are proposed for review.",
+    )
+    return redirect(back)
 
 
 def _crosswalk(request: HtmxHttpRequest, project: Any, xw_id: int) -> Crosswalk:

@@ -15,7 +15,7 @@ shared with crosswalk rows (``migration.services.crosswalks``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,8 @@ from django.utils import timezone
 from governance import audit
 from governance.access import projects_for_user, user_has_project_perm
 from governance.models import MigrationProject
+from migration.engine.contract import contract_from_dict
+from migration.engine.defaults import default_contract_dict
 from migration.engine.errors import ContractError
 from migration.engine.transforms import REGISTRY, check_args
 from migration.models import (
@@ -51,6 +53,7 @@ __all__ = [
     "field_mappings_bulk_approve",
     "field_mappings_bulk_revert",
     "mapping_set_create",
+    "mapping_set_import_contract",
     "review_bulk",
     "review_transition",
     "table_mapping_create",
@@ -669,3 +672,147 @@ def field_mappings_bulk_revert(
     return review_bulk(
         policy=FIELD_MAPPING_POLICY, actor=actor, ids=ids, verb="revert", to=to
     )
+
+
+def _snapshot_columns(snapshot: SchemaSnapshot) -> dict[str, set[str]]:
+    return {
+        str(t["name"]): {str(c["name"]) for c in t.get("columns", [])}
+        for t in snapshot.tables or []
+    }
+
+
+def mapping_set_import_contract(
+    *,
+    actor: Any,
+    project: MigrationProject,
+    source_snapshot: SchemaSnapshot,
+    contract: Mapping[str, Any] | None = None,
+    name: str = "",
+) -> MappingSet:
+    """Start a mapping set from an engine contract (default: the packaged one).
+
+    Every table mapping and field mapping of the contract is created, each
+    field PROPOSED for review: authored by ``actor`` when a person imports it
+    (so someone else must approve it: four-eyes), by no one when the system
+    does (any steward may approve). A crosswalk step is bound to the
+    project's crosswalk of the same id, which must exist (seed or create it
+    first). Raises ValidationError naming the first problem -- an invalid
+    contract, a source table or column the snapshot does not have, a
+    crosswalk the project does not manage -- before anything is stored;
+    Refused ``forbidden`` without ``edit_mapping``. One audit event for the
+    set (with the contract's name, version and hash) and one per table and
+    field mapping, in one transaction.
+    """
+    if source_snapshot.project_id != project.pk:
+        raise ValidationError("the snapshot belongs to another project")
+    _require_edit(
+        actor=actor,
+        project=project,
+        action="migration.mapping_set.import_refused",
+        target=project,
+    )
+    data = dict(contract) if contract is not None else default_contract_dict()
+    try:
+        engine = contract_from_dict(data)
+    except ContractError as exc:
+        raise ValidationError(f"the contract is not valid: {exc}") from None
+    columns = _snapshot_columns(source_snapshot)
+    crosswalks = {x.slug: x for x in Crosswalk.objects.filter(project=project)}
+    for table in data["tables"]:
+        have = columns.get(str(table["source"]))
+        if have is None:
+            raise ValidationError(
+                f"table {table['target']}: the snapshot has no source table "
+                f"{table['source']!r}"
+            )
+        for fld in table["fields"]:
+            for col in fld.get("source") or []:
+                if col not in have:
+                    raise ValidationError(
+                        f"{table['target']}.{fld['target']}: the snapshot's "
+                        f"{table['source']} has no column {col!r}"
+                    )
+            for step in fld.get("transforms") or []:
+                ref = (step.get("args") or {}).get("id")
+                if step.get("name") == "crosswalk" and ref not in crosswalks:
+                    raise ValidationError(
+                        f"{table['target']}.{fld['target']}: crosswalk {ref!r} is "
+                        "not managed in this project; seed or create it first"
+                    )
+    author = actor if _is_user(actor) else None
+    options = {"rules": data.get("rules", {}), "chunk_size": data.get("chunk_size")}
+    target = data.get("target") or {}
+    with transaction.atomic():
+        ms = MappingSet.objects.create(
+            project=project,
+            name=name or f"{data.get('name', 'contract')} v{data.get('version', '')}",
+            source_snapshot=source_snapshot,
+            target_model_version=f"{target.get('model')}@{target.get('version')}",
+            options={k: v for k, v in options.items() if v is not None},
+            created_by=author,
+        )
+        audit.record(
+            actor=actor,
+            action="migration.mapping_set.imported",
+            target=ms,
+            data={
+                "name": ms.name,
+                "snapshot": source_snapshot.pk,
+                "contract": f"{data.get('name')}@{data.get('version')}",
+                "contract_sha256": engine.sha256,
+                "to": S.PROPOSED,
+            },
+        )
+        for table in data["tables"]:
+            tm = TableMapping.objects.create(
+                mapping_set=ms,
+                target_table=table["target"],
+                source_table=table["source"],
+                source_key=table["key"],
+                filter={"exclude": list(table["exclude"])}
+                if table.get("exclude")
+                else {},
+            )
+            audit.record(
+                actor=actor,
+                action="migration.table_mapping.created",
+                target=ms,
+                data={
+                    "table_mapping": tm.pk,
+                    "target": tm.target_table,
+                    "source": tm.source_table,
+                },
+            )
+            for fld in table["fields"]:
+                steps = [dict(s) for s in fld.get("transforms") or []]
+                crosswalk, strict = None, False
+                for step in steps:
+                    if step["name"] == "crosswalk":
+                        args = step.get("args") or {}
+                        crosswalk = crosswalks[args["id"]]
+                        strict = args.get("mode", "strict") == "strict"
+                if fld.get("lookup"):
+                    steps.append({"name": "lookup", "args": dict(fld["lookup"])})
+                fm = FieldMapping.objects.create(
+                    table_mapping=tm,
+                    target_field=fld["target"],
+                    source_columns=list(fld.get("source") or []),
+                    transforms=steps,
+                    crosswalk=crosswalk,
+                    crosswalk_strict=strict,
+                    status=S.PROPOSED,
+                    author=author,
+                    last_changed_by=author,
+                )
+                audit.record(
+                    actor=actor,
+                    action="migration.field_mapping.created",
+                    target=fm,
+                    project=project.pk,
+                    data={
+                        "to": S.PROPOSED,
+                        "target": f"{tm.target_table}.{fm.target_field}",
+                        "from_contract": f"{data.get('name')}@{data.get('version')}",
+                    },
+                )
+    return ms

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from io import StringIO
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -216,3 +217,38 @@ def test_a_target_url_password_must_be_the_one_the_connector_will_read(
     )
     monkeypatch.delenv("PAS_TARGET_PASSWORD")
     assert "password" not in target_config_from_url("postgresql://pas@db.example/pas")
+
+
+def test_the_demo_gives_stewards_review_work_fed_by_the_main_job(
+    tmp_path: Path, settings: object, django_capture_on_commit_callbacks: Any
+) -> None:
+    """`make run`'s order: seed_demo, the main job, seed_demo --mapping-set."""
+    from migration.models import FieldMapping, MissQueueEntry, ReviewStatus
+
+    settings.VAR_DIR = tmp_path  # type: ignore[attr-defined]
+    call_command("seed_demo", stdout=StringIO())
+    with pytest.raises(CommandError, match="has no source connector") as early:
+        call_command("seed_demo", "--mapping-set", stdout=StringIO())
+    assert early.value.returncode == 2
+    with django_capture_on_commit_callbacks(execute=True):
+        code, output = _lifecycle(
+            tmp_path, "--project", "demo", "--rows", "600", "--seed", "7"
+        )
+    assert code in (0, 1), output
+    # The main job's untranslatable codes reached the demo project's miss queue.
+    misses = MissQueueEntry.objects.filter(crosswalk__project__slug="demo")
+    assert misses.exists()
+    assert set(misses.values_list("run__project__slug", flat=True)) == {"demo"}
+    out = StringIO()
+    call_command("seed_demo", "--mapping-set", stdout=out)
+    assert "47 field mappings proposed" in out.getvalue()
+    fields = FieldMapping.objects.filter(
+        table_mapping__mapping_set__project__slug="demo"
+    )
+    assert fields.count() == 47
+    assert set(fields.values_list("status", flat=True)) == {ReviewStatus.PROPOSED}
+    assert set(fields.values_list("author", flat=True)) == {None}  # any steward
+    again = StringIO()
+    call_command("seed_demo", "--mapping-set", stdout=again)
+    assert "already has a mapping set" in again.getvalue()
+    assert fields.count() == 47

@@ -1,5 +1,11 @@
 """Create the demo project and one demo user per role, printing their passwords.
 
+The demo project gets the generated legacy PAS's crosswalks, their rows
+proposed for review, so the main job's misses reach the stewards' miss queue.
+``--mapping-set`` (after the main job has registered the source) extracts the
+source's schema and starts a mapping set from the default contract, every
+field proposed: the stewards' four-eyes review has real work to show.
+
 Passwords are generated on first creation and kept in ``var/demo-credentials.json``
 (mode 0600, development only) so later runs can print them again; the database
 keeps only hashes. Refused when PAS_ENV=production.
@@ -13,12 +19,16 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, CommandParser
 from django.db import transaction
 
 from governance.models import MigrationProject
 from governance.roles import Role
 from governance.services import membership_grant, project_create, role_groups_ensure
+from migration.models import MappingSet
+from migration.services.crosswalks import crosswalks_seed_defaults
+from migration.services.mappings import mapping_set_import_contract
+from migration.services.snapshots import snapshot_extract
 from pasportal.commands import ControlPlaneCommand
 
 DEMO_PROJECT = {"name": "Demo Trust PAS migration", "slug": "demo", "ods_code": "RXX"}
@@ -38,9 +48,20 @@ EXTRA = [("steward2", Role.DATA_STEWARD)]
 class Command(ControlPlaneCommand):
     help = "Create the demo project and one user per role (development only)."
 
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--mapping-set",
+            action="store_true",
+            help="only extract the demo source's schema and start a mapping set "
+            "from the default contract (once the main job has registered it)",
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
         if settings.PRODUCTION:
             raise CommandError("seed_demo is for development only", returncode=2)
+        if options["mapping_set"]:
+            self._mapping_set()
+            return
         path = settings.VAR_DIR / "demo-credentials.json"
         stored: dict[str, str] = {}
         if path.exists():
@@ -69,6 +90,7 @@ class Command(ControlPlaneCommand):
                 membership_grant(
                     actor="seed_demo", project=project, user=user, role=role
                 )
+            crosswalks_seed_defaults(actor="seed_demo", project=project)
         settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(stored, indent=2), encoding="utf-8")
         path.chmod(0o600)
@@ -76,3 +98,27 @@ class Command(ControlPlaneCommand):
         self.stdout.write("Demo users (username / password / role):")
         for username, role in [(n, r) for r, n in USERNAMES.items()] + EXTRA:
             self.stdout.write(f"  {username:<16} {stored[username]:<18} {role}")
+
+    def _mapping_set(self) -> None:
+        project = MigrationProject.objects.filter(slug=DEMO_PROJECT["slug"]).first()
+        if project is None:
+            raise CommandError("no demo project: run seed_demo first", returncode=2)
+        if MappingSet.objects.filter(project=project).exists():
+            self.stdout.write("The demo project already has a mapping set.")
+            return
+        source = project.connectors.filter(role="source").order_by("pk").first()
+        if source is None:
+            raise CommandError(
+                "the demo project has no source connector: run the main job "
+                "(run_lifecycle --project demo) first",
+                returncode=2,
+            )
+        snapshot = snapshot_extract(actor="seed_demo", connector=source)
+        ms = mapping_set_import_contract(
+            actor="seed_demo", project=project, source_snapshot=snapshot
+        )
+        fields = sum(t.field_mappings.count() for t in ms.table_mappings.all())
+        self.stdout.write(
+            f"Mapping set {ms.name!r}: {fields} field mappings proposed for "
+            "the stewards' review."
+        )
