@@ -51,6 +51,11 @@ urlpatterns = [
         name="fieldmapping-review",
     ),
     path(
+        "fields/<int:fm_id>/rationale/",
+        views.fieldmapping_rationale,
+        name="fieldmapping-rationale",
+    ),
+    path(
         "fields/<int:fm_id>/preview/",
         views.fieldmapping_preview,
         name="fieldmapping-preview",

@@ -62,8 +62,10 @@ from migration.services.crosswalks import (
 from migration.services.mappings import (
     field_mapping_approve,
     field_mapping_flag,
+    field_mapping_needs_rationale,
     field_mapping_propose,
     field_mapping_reject,
+    field_mapping_update,
     field_mappings_bulk_approve,
     mapping_set_import_contract,
 )
@@ -704,6 +706,7 @@ def tablemapping_detail(
         row["transforms"] = (
             " → ".join(str(s.get("name")) for s in fm.transforms or []) if fm else ""
         )
+        row["needs_rationale"] = fm is not None and field_mapping_needs_rationale(fm)
     return render(
         request,
         "migration/tablemapping_detail.html",
@@ -755,6 +758,34 @@ def fieldmapping_review(
     except Refused as exc:
         return refused(request, exc, to)
     messages.success(request, f"{fm.target_field}: {verb} recorded")
+    return redirect(to)
+
+
+@login_required
+@require_POST
+def fieldmapping_rationale(
+    request: HtmxHttpRequest, project_id: int, fm_id: int
+) -> HttpResponse:
+    """Write why a field is mapped as it is; another steward then approves it."""
+    project = page_project(request, project_id)
+    fm = _field_mapping(request, project, fm_id)
+    to = _tm_url(fm) + f"#field-{fm.pk}"
+    text = request.POST.get("rationale", "").strip()
+    if not text:
+        messages.error(request, f"{fm.target_field}: write the rationale first")
+        return redirect(to)
+    try:
+        field_mapping_update(actor=request.user, mapping=fm, rationale=text)
+    except Refused as exc:
+        return refused(request, exc, to)
+    except ValidationError as exc:
+        messages.error(request, "; ".join(exc.messages))
+        return redirect(to)
+    messages.success(
+        request,
+        f"{fm.target_field}: rationale saved; another steward must approve it "
+        "(you last changed it)",
+    )
     return redirect(to)
 
 

@@ -74,6 +74,7 @@ POLICY: dict[str, tuple[str, dict[str, int]]] = {
     "migration:fieldmapping-bulk": ("POST", only(steward=302)),
     "migration:fieldmapping-review": ("POST", only(steward=302)),
     "migration:fieldmapping-preview": ("GET", VIEW_PAGE),
+    "migration:fieldmapping-rationale": ("POST", only(dm_engineer=302, steward=302)),
     "migration:crosswalk-list": ("GET", VIEW_PAGE),
     "migration:crosswalks-seed": ("POST", only(dm_engineer=302, steward=302)),
     "migration:crosswalk-detail": ("GET", VIEW_PAGE),
@@ -209,6 +210,7 @@ def _data(name: str, world: dict[str, Any]) -> dict[str, Any]:
     return {
         "migration:fieldmapping-bulk": {"ids": [proposed.pk]},
         "migration:fieldmapping-review": {"verb": "flag", "comment": "check dates"},
+        "migration:fieldmapping-rationale": {"rationale": "ISO dates in the extract"},
         "migration:crosswalk-import": {
             "file": SimpleUploadedFile(
                 "rows.csv",

@@ -94,7 +94,9 @@ def test_steward_reviews_previews_and_approves(
     assert "sampled row" in card.inner_text()
     shot(page, "a-steward", "02-live-preview")
     card.locator("label:has-text('Approve')").click()
-    card.locator("textarea").fill("Checked against the PAS data dictionary")
+    card.locator(f"#comment-{theirs.pk}").fill(
+        "Checked against the PAS data dictionary"
+    )
     card.locator("button:has-text('Record review')").click()
     page.wait_for_selector("[role=status]:has-text('approve recorded')")
     theirs.refresh_from_db()

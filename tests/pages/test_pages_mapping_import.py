@@ -82,3 +82,53 @@ def test_a_viewer_cannot_seed_or_import(
     assert (seed.status_code, start.status_code) == (403, 403)
     assert not Crosswalk.objects.filter(project=project).exists()
     assert not MappingSet.objects.filter(project=project).exists()
+
+
+def test_a_rationale_written_in_the_page_lets_another_steward_approve(
+    project: Any, snapshot: Any, steward: Any, steward2: Any
+) -> None:
+    from migration.services.crosswalks import crosswalks_seed_defaults
+    from migration.services.mappings import mapping_set_import_contract
+
+    crosswalks_seed_defaults(actor="tests", project=project)
+    ms = mapping_set_import_contract(
+        actor="tests", project=project, source_snapshot=snapshot
+    )
+    fm = FieldMapping.objects.get(
+        table_mapping__mapping_set=ms,
+        table_mapping__target_table="inpatient_spell",
+        target_field="admission_date",
+    )
+    review = reverse("migration:fieldmapping-review", args=[project.pk, fm.pk])
+    second = Client()
+    second.force_login(steward2)
+    refused = second.post(review, {"verb": "approve"}, follow=True)
+    assert "needs a written rationale" in refused.content.decode()
+    first = Client()
+    first.force_login(steward)
+    page = first.get(
+        reverse(
+            "migration:tablemapping-detail",
+            args=[project.pk, ms.pk, fm.table_mapping_id],
+        )
+    ).content.decode()
+    assert "Rationale for admission_date (needed before it can be approved)" in page
+    url = reverse("migration:fieldmapping-rationale", args=[project.pk, fm.pk])
+    empty = first.post(url, {"rationale": "  "}, follow=True)
+    assert "write the rationale first" in empty.content.decode()
+    saved = first.post(
+        url, {"rationale": "The PAS keeps admissions as dd/mm/yyyy."}, follow=True
+    )
+    assert "rationale saved" in saved.content.decode()
+    fm.refresh_from_db()
+    assert fm.rationale == "The PAS keeps admissions as dd/mm/yyyy."
+    assert fm.last_changed_by == steward and fm.status == ReviewStatus.PROPOSED
+    assert AuditEvent.objects.filter(
+        action="migration.field_mapping.updated", target_id=str(fm.pk)
+    ).exists()
+    # the writer may not approve what they changed; the second steward may
+    own = first.post(review, {"verb": "approve"}, follow=True)
+    assert "four-eyes" in own.content.decode()
+    assert second.post(review, {"verb": "approve"}).status_code == 302
+    fm.refresh_from_db()
+    assert fm.status == ReviewStatus.APPROVED and fm.reviewer == steward2
