@@ -36,6 +36,11 @@ urlpatterns = [
     path("mappings/", views.mappingset_list, name="mappingset-list"),
     path("mappings/<int:set_id>/", views.mappingset_detail, name="mappingset-detail"),
     path(
+        "mappings/<int:set_id>/publish/",
+        views.mappingset_publish,
+        name="mappingset-publish",
+    ),
+    path(
         "mappings/<int:set_id>/tables/<int:tm_id>/",
         views.tablemapping_detail,
         name="tablemapping-detail",

@@ -51,6 +51,7 @@ from migration.selectors_mapping import (
 )
 from migration.selectors_preview import mapping_preview
 from migration.selectors_rejects import rejects_for
+from migration.services.contracts import contract_blockers, contract_publish
 from migration.services.crosswalks import (
     crosswalk_import_csv,
     crosswalk_row_approve,
@@ -646,17 +647,49 @@ def mappingset_detail(
     except EngineError as exc:
         unmapped, messages_ = [], str(exc)
         messages.error(request, f"The target model is unknown: {messages_}")
+    perms = project_perms(request.user, project)
+    blockers = (
+        contract_blockers(mapping_set=mapping_set)
+        if "publish_contract" in perms
+        else []
+    )
     return render(
         request,
         "migration/mappingset_detail.html",
         {
             "project": project,
-            "perms": project_perms(request.user, project),
+            "perms": perms,
             "mapping_set": mapping_set,
             "tables": tables,
             "unmapped": unmapped,
+            "contracts": Contract.objects.filter(mapping_set=mapping_set)
+            .select_related("published_by")
+            .order_by("-version"),
+            "blockers": blockers[:10],
+            "blocker_count": len(blockers),
         },
     )
+
+
+@login_required
+@require_POST
+def mappingset_publish(
+    request: HtmxHttpRequest, project_id: int, set_id: int
+) -> HttpResponse:
+    """Freeze an approved mapping set into the project's next contract version."""
+    project = page_project(request, project_id)
+    mapping_set = _mapping_set(request, project, set_id)
+    back = reverse("migration:mappingset-detail", args=[project.pk, mapping_set.pk])
+    try:
+        contract = contract_publish(actor=request.user, mapping_set=mapping_set)
+    except Refused as exc:
+        return refused(request, exc, back + "#contract")
+    messages.success(
+        request,
+        f"Contract v{contract.version} published (SHA-256 {contract.sha256[:12]}…): "
+        "runs can now be started from it.",
+    )
+    return redirect(back + "#contract")
 
 
 def _table_mapping(

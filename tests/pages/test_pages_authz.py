@@ -70,6 +70,7 @@ POLICY: dict[str, tuple[str, dict[str, int]]] = {
     "migration:mappingset-import": ("POST", only(dm_engineer=302, steward=302)),
     "migration:mappingset-list": ("GET", VIEW_PAGE),
     "migration:mappingset-detail": ("GET", VIEW_PAGE),
+    "migration:mappingset-publish": ("POST", only(dm_engineer=302)),
     "migration:tablemapping-detail": ("GET", VIEW_PAGE),
     "migration:fieldmapping-bulk": ("POST", only(steward=302)),
     "migration:fieldmapping-review": ("POST", only(steward=302)),

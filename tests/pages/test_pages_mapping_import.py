@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from connectors.models import Connector
 from governance.models import AuditEvent
+from migration.engine.defaults import default_contract_dict
 from migration.models import Crosswalk, FieldMapping, MappingSet, ReviewStatus
 from migration.services.snapshots import snapshot_extract
 
@@ -132,3 +133,67 @@ def test_a_rationale_written_in_the_page_lets_another_steward_approve(
     assert second.post(review, {"verb": "approve"}).status_code == 302
     fm.refresh_from_db()
     assert fm.status == ReviewStatus.APPROVED and fm.reviewer == steward2
+
+
+def test_a_migration_lead_publishes_the_reviewed_set_from_its_page(
+    project: Any,
+    snapshot: Any,
+    steward: Any,
+    steward2: Any,
+    migration_lead: Any,
+) -> None:
+    from migration.models import Contract, CrosswalkRow
+    from migration.services.crosswalks import (
+        crosswalk_row_update,
+        crosswalk_rows_bulk_approve,
+        crosswalks_seed_defaults,
+    )
+    from migration.services.mappings import (
+        field_mapping_needs_rationale,
+        field_mapping_update,
+        field_mappings_bulk_approve,
+        mapping_set_import_contract,
+    )
+
+    crosswalks = crosswalks_seed_defaults(actor="tests", project=project)
+    ms = mapping_set_import_contract(
+        actor="tests", project=project, source_snapshot=snapshot
+    )
+    detail = reverse("migration:mappingset-detail", args=[project.pk, ms.pk])
+    publish = reverse("migration:mappingset-publish", args=[project.pk, ms.pk])
+    lead = Client()
+    lead.force_login(migration_lead)
+    page = lead.get(detail).content.decode()
+    assert "It cannot be published yet" in page
+    assert "is proposed, not approved" in page
+    assert "Publish as the next contract version" not in page
+    refused = lead.post(publish, follow=True)
+    assert "cannot be published" in refused.content.decode()
+    assert not Contract.objects.filter(mapping_set=ms).exists()
+
+    fields = FieldMapping.objects.filter(table_mapping__mapping_set=ms)
+    for fm in fields:
+        if field_mapping_needs_rationale(fm):
+            field_mapping_update(actor=steward, mapping=fm, rationale="As the PAS.")
+    field_mappings_bulk_approve(actor=steward2, ids=[fm.pk for fm in fields])
+    rows = CrosswalkRow.objects.filter(crosswalk__in=crosswalks)
+    for row in rows.exclude(equivalence__in=["equal", "equivalent"]):
+        crosswalk_row_update(actor=steward, row=row, rationale="Agreed default.")
+    crosswalk_rows_bulk_approve(
+        actor=steward2, ids=list(rows.values_list("pk", flat=True))
+    )
+
+    assert "Publish as the next contract version" in lead.get(detail).content.decode()
+    done = lead.post(publish, follow=True).content.decode()
+    contract = Contract.objects.get(mapping_set=ms)
+    assert f"Contract v{contract.version} published" in done
+    assert contract.sha256[:12] in done and contract.published_by == migration_lead
+    # The contract frozen from the reviewed set maps what the default contract maps.
+    default = default_contract_dict()
+    assert [t["target"] for t in contract.body["tables"]] == [
+        t["target"] for t in default["tables"]
+    ]
+    assert [len(t["fields"]) for t in contract.body["tables"]] == [
+        len(t["fields"]) for t in default["tables"]
+    ]
+    assert AuditEvent.objects.filter(action="migration.contract.published").exists()
