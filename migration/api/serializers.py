@@ -13,6 +13,7 @@ from typing import Any
 from rest_framework import serializers
 
 from connectors.models import Connector
+from governance.models import MigrationProject
 from migration.models import (
     CodeSystem,
     Contract,
@@ -284,6 +285,23 @@ class MappingSetCreateSerializer(serializers.Serializer[Any]):
     )
     target_model_version = serializers.CharField(max_length=40, default="1")
     options = serializers.DictField(required=False, default=dict)
+
+
+class MappingSetImportSerializer(serializers.Serializer[Any]):
+    """Start a mapping set of a snapshot from the packaged default contract."""
+
+    source_snapshot = ScopedPrimaryKeyRelatedField(
+        queryset=SchemaSnapshot.objects.all()
+    )
+    name = serializers.CharField(max_length=200, required=False, default="")
+
+
+class CrosswalkSeedSerializer(serializers.Serializer[Any]):
+    """The project to give the generated legacy PAS's crosswalks."""
+
+    project = ScopedPrimaryKeyRelatedField(
+        queryset=MigrationProject.objects.all(), project_field="pk"
+    )
 
 
 class SnapshotRefSerializer(serializers.Serializer[Any]):

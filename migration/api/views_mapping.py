@@ -26,11 +26,13 @@ from migration.api.serializers import (
     CodeSystemSerializer,
     CrosswalkImportSerializer,
     CrosswalkRowSerializer,
+    CrosswalkSeedSerializer,
     CrosswalkSerializer,
     FieldMappingCreateSerializer,
     FieldMappingSerializer,
     FieldMappingUpdateSerializer,
     MappingSetCreateSerializer,
+    MappingSetImportSerializer,
     MappingSetSerializer,
     MissQueueEntrySerializer,
     MissResolveSerializer,
@@ -180,6 +182,13 @@ class SnapshotViewSet(
         MappingSetSerializer,
         201,
     ),
+    import_default=_write(
+        "Start a mapping set of a snapshot from the packaged default contract "
+        "(every field proposed for review; its crosswalks must be in the project)",
+        MappingSetImportSerializer,
+        MappingSetSerializer,
+        201,
+    ),
     unmapped=extend_schema(
         summary="Required target fields unmapped, defaulted or waived",
         responses={200: OpenApiTypes.OBJECT, **READ_ERRORS},
@@ -213,6 +222,22 @@ class MappingSetViewSet(
         data = body.validated_data
         ms = fm_services.mapping_set_create(
             actor=request.user, project=data["source_snapshot"].project, **data
+        )
+        return Response(MappingSetSerializer(ms).data, status=status.HTTP_201_CREATED)
+
+    @action(detail=False, methods=["post"], url_path="import-default")
+    def import_default(self, request: Request) -> Response:
+        """Call ``mapping_set_import_contract`` with the packaged default contract."""
+        body = MappingSetImportSerializer(
+            data=request.data, context={"request": request}
+        )
+        body.is_valid(raise_exception=True)
+        snapshot = body.validated_data["source_snapshot"]
+        ms = fm_services.mapping_set_import_contract(
+            actor=request.user,
+            project=snapshot.project,
+            source_snapshot=snapshot,
+            name=body.validated_data["name"],
         )
         return Response(MappingSetSerializer(ms).data, status=status.HTTP_201_CREATED)
 
@@ -458,6 +483,12 @@ class CodeSystemViewSet(
         summary="The crosswalk's rows as CSV (the import format plus status)",
         responses={(200, "text/csv"): OpenApiTypes.STR, **READ_ERRORS},
     ),
+    seed_defaults=_write(
+        "Add the generated legacy PAS's crosswalks to a project (new rows proposed; "
+        "what is there already is left alone)",
+        CrosswalkSeedSerializer,
+        CrosswalkSerializer(many=True),
+    ),
     import_csv=extend_schema(
         summary="Import rows from CSV as proposed rows (whole file or nothing)",
         request={"multipart/form-data": CrosswalkImportSerializer},
@@ -484,6 +515,16 @@ class CrosswalkViewSet(
         name = f"crosswalk-{crosswalk.slug}-v{crosswalk.version}.csv"
         response["Content-Disposition"] = f'attachment; filename="{name}"'
         return response
+
+    @action(detail=False, methods=["post"], url_path="seed-defaults")
+    def seed_defaults(self, request: Request) -> Response:
+        """Call ``crosswalks_seed_defaults``; returns the project's seeded crosswalks."""
+        body = CrosswalkSeedSerializer(data=request.data, context={"request": request})
+        body.is_valid(raise_exception=True)
+        seeded = xw_services.crosswalks_seed_defaults(
+            actor=request.user, project=body.validated_data["project"]
+        )
+        return Response(CrosswalkSerializer(seeded, many=True).data)
 
     @action(
         detail=True,

@@ -1,0 +1,56 @@
+"""REST clients start review work as the pages do: crosswalks, then a mapping set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from connectors.models import Connector
+from migration.legacypas import generate
+from migration.models import FieldMapping, MappingSet
+from migration.services.snapshots import snapshot_extract
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_client_seeds_crosswalks_and_starts_the_default_mapping_set(
+    project: Any, dm_engineer: Any, tmp_path: Path
+) -> None:
+    generate(patients=40, seed=3, out=str(tmp_path), fmt="sqlite")
+    source = Connector.objects.create(
+        project=project,
+        name="legacy",
+        kind="sqlite",
+        role="source",
+        config={"path": str(tmp_path / "legacy_pas.sqlite3")},
+    )
+    snapshot = snapshot_extract(actor="tests", connector=source)
+    client = APIClient()
+    client.force_login(dm_engineer)
+    early = client.post(
+        "/api/v1/mapping-sets/import-default/",
+        {"source_snapshot": snapshot.pk},
+        format="json",
+    )
+    assert early.status_code == 400, early.content
+    (problem,) = early.json()["error"]["fields"]["non_field_errors"]
+    assert "crosswalk 'legacypas.NHSSTAT' is not managed in this project" in problem
+    seeded = client.post(
+        "/api/v1/crosswalks/seed-defaults/", {"project": project.pk}, format="json"
+    )
+    assert seeded.status_code == 200, seeded.content
+    assert len(seeded.json()) == 11
+    made = client.post(
+        "/api/v1/mapping-sets/import-default/",
+        {"source_snapshot": snapshot.pk, "name": "From the default"},
+        format="json",
+    )
+    assert made.status_code == 201, made.content
+    ms = MappingSet.objects.get(pk=made.json()["id"])
+    assert ms.name == "From the default"
+    fields = FieldMapping.objects.filter(table_mapping__mapping_set=ms)
+    assert fields.count() == 47
+    assert set(fields.values_list("author", flat=True)) == {dm_engineer.pk}
