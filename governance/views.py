@@ -20,6 +20,8 @@ from django.http import FileResponse, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
 
 from governance.access import access_object
@@ -78,6 +80,11 @@ def gate_detail(request: HtmxHttpRequest, project_id: int, run_id: int) -> HttpR
     for c in checks:  # read as a person would: "16 of 1,289 (1.24 %)", "at most 1 %"
         c.measured_text = describe_measure(c.numerator, c.denominator)  # type: ignore[attr-defined]
         c.threshold_text = describe_threshold(c.threshold)  # type: ignore[attr-defined]
+        # "ward_stay.spell_number->inpatient_spell" reads, and wraps, as
+        # "ward_stay.spell_number → inpatient_spell"
+        c.scope_html = mark_safe(  # type: ignore[attr-defined]  # noqa: S308
+            escape(c.target_table).replace(".", ".<wbr>").replace("-&gt;", " → ")
+        )
     counts = Counter(c.status for c in checks)
     status = signoffs_status(run=run, profile=profile)
     my_roles = roles_of(user=request.user, project=project)

@@ -28,6 +28,8 @@ def test_a_dm_engineer_requests_a_waiver_from_the_gate_page(
     # thresholds read as a person would, not as the profile's JSON keys
     assert "none allowed" in body and "at most 5 %" in body
     assert "max_pct" not in body and "max_count" not in body
+    # a foreign-key check's scope reads as an arrow and may wrap at its dots
+    assert "inpatient_spell.<wbr>patient_pas_number → patient" in body
     before = Waiver.objects.count()
     url = reverse("governance:waiver-create", args=[project.pk, run.pk])
     response = client.post(
