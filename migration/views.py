@@ -92,17 +92,35 @@ REJECTS_PAGE = 50
 class RunStartForm(forms.Form):
     """What a run needs: a contract, a source, a target and a gate profile."""
 
-    contract = forms.ModelChoiceField(queryset=Contract.objects.none())
+    contract = forms.ModelChoiceField(
+        queryset=Contract.objects.none(),
+        help_text="The latest published version is chosen for you.",
+    )
     source = forms.ModelChoiceField(queryset=Connector.objects.none())
     target = forms.ModelChoiceField(queryset=Connector.objects.none())
     profile = forms.ChoiceField(choices=[(p, p.replace("_", " ")) for p in PROFILES])
 
     def __init__(self, *args: Any, project: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        connectors = Connector.objects.filter(project=project)
-        self.fields["contract"].queryset = Contract.objects.filter(project=project)
-        self.fields["source"].queryset = connectors.filter(role=ConnectorRole.SOURCE)
-        self.fields["target"].queryset = connectors.filter(role=ConnectorRole.TARGET)
+        connectors = Connector.objects.filter(project=project).order_by("name")
+        choices = {
+            "contract": Contract.objects.filter(project=project).order_by("-version"),
+            "source": connectors.filter(role=ConnectorRole.SOURCE),
+            "target": connectors.filter(role=ConnectorRole.TARGET),
+        }
+        for name, queryset in choices.items():
+            field = self.fields[name]
+            field.queryset = queryset  # type: ignore[attr-defined]
+            # The newest contract, and a project's only source or target, are
+            # what a person would pick: chosen already, still changeable.
+            if name == "contract" or queryset.count() == 1:
+                self.initial.setdefault(
+                    name, queryset.values_list("pk", flat=True).first()
+                )
+        for name, field in self.fields.items():
+            field.widget.attrs["class"] = "nhsuk-select"
+            if field.help_text:  # the hint pasportal/_field.html renders
+                field.widget.attrs["aria-describedby"] = f"id_{name}-hint"
 
 
 def _run(request: HtmxHttpRequest, project_id: int, run_id: int) -> tuple[Any, Run]:
