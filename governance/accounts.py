@@ -9,6 +9,11 @@ creation, a change to what the account may do or how it signs in
 and deletion. Field names and flags only, never a password or its hash.
 Logging in (``last_login``) is not a change of the account.
 
+API tokens likewise: ``issue_api_token`` and the admin record their own
+events; a token made or deleted anywhere else (DRF's ``drf_create_token``, a
+shell) is recorded here as ``governance.api_token.issued`` / ``.revoked``,
+naming its owner, never the key.
+
 Role groups are not followed: they carry no model permissions (what a role
 may do comes from project memberships, audited by ``governance.services``).
 """
@@ -22,8 +27,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
+from rest_framework.authtoken.models import Token
 
 from governance import audit
 
@@ -37,8 +44,9 @@ _admin_audits: contextvars.ContextVar[bool] = contextvars.ContextVar(
 
 
 @contextmanager
-def audited_by_admin() -> Iterator[None]:
-    """Within this block the admin records account changes itself (with its user)."""
+def audited_by_caller() -> Iterator[None]:
+    """Within this block the caller (the admin, issue_api_token) records account
+    and token changes itself, with its own actor: the signals stand aside."""
     token = _admin_audits.set(True)
     try:
         yield
@@ -112,4 +120,31 @@ def _deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
         action="governance.account.deleted",
         target=("auth.user", instance.pk),
         data={"user": instance.get_username()},
+    )
+
+
+@receiver(post_save, sender=Token, dispatch_uid="pas.accounts.token_saved")
+def _token_saved(
+    sender: Any, instance: Any, created: bool, raw: bool = False, **kwargs: Any
+) -> None:
+    if _skip(raw) or not created:
+        return
+    audit.record(
+        actor=_actor(),
+        action="governance.api_token.issued",
+        target=instance.user,
+        data={"user": instance.user.get_username()},
+    )
+
+
+@receiver(post_delete, sender=Token, dispatch_uid="pas.accounts.token_deleted")
+def _token_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
+    if _skip(False):
+        return
+    user = get_user_model().objects.filter(pk=instance.user_id).first()
+    audit.record(
+        actor=_actor(),
+        action="governance.api_token.revoked",
+        target=user if user is not None else ("auth.user", instance.user_id),
+        data={"user": user.get_username() if user is not None else None},
     )

@@ -13,7 +13,7 @@ from rest_framework.authtoken.admin import TokenAdmin
 from rest_framework.authtoken.models import TokenProxy
 
 from governance import audit, services
-from governance.accounts import audited_by_admin
+from governance.accounts import audited_by_caller
 from governance.models import AuditEvent, MigrationProject, ProjectMembership
 
 
@@ -140,32 +140,34 @@ admin.site.unregister(User)
 admin.site.unregister(Group)
 
 
-@admin.register(User)
-class AuditedUserAdmin(AuditedAdmin, UserAdmin):
-    """Accounts, roles' groups, staff and superuser flags, passwords: audited."""
-
-    # Every view that changes an account records it here, with the person;
-    # governance.accounts' signals (for changes made anywhere else) stand
-    # aside meanwhile.
+class AuditedHere(AuditedAdmin):
+    """Every view that changes the object records it here, with the person;
+    governance.accounts' signals (for changes made anywhere else) stand aside
+    meanwhile."""
 
     def changeform_view(self, *args: Any, **kwargs: Any) -> Any:
-        with audited_by_admin():
+        with audited_by_caller():
             return super().changeform_view(*args, **kwargs)
 
     def delete_view(self, *args: Any, **kwargs: Any) -> Any:
-        with audited_by_admin():
+        with audited_by_caller():
             return super().delete_view(*args, **kwargs)
 
     def changelist_view(self, *args: Any, **kwargs: Any) -> Any:
-        with audited_by_admin():  # bulk actions (delete selected)
+        with audited_by_caller():  # bulk actions (delete selected)
             return super().changelist_view(*args, **kwargs)
+
+
+@admin.register(User)
+class AuditedUserAdmin(AuditedHere, UserAdmin):
+    """Accounts, roles' groups, staff and superuser flags, passwords: audited."""
 
     def user_change_password(
         self, request: HttpRequest, id: str, form_url: str = ""
     ) -> Any:
         # Django saves the new password and logs it in two steps, outside a
         # transaction: here they are one, with the audit event.
-        with audited_by_admin(), transaction.atomic():
+        with audited_by_caller(), transaction.atomic():
             return super().user_change_password(request, id, form_url)
 
 
@@ -178,7 +180,7 @@ admin.site.unregister(TokenProxy)
 
 
 @admin.register(TokenProxy)
-class AuditedTokenAdmin(AuditedAdmin, TokenAdmin):
+class AuditedTokenAdmin(AuditedHere, TokenAdmin):
     """API tokens are issued and revoked here: audited, by owner, never by key."""
 
     def audit_label(self, obj: Any) -> str:

@@ -261,3 +261,27 @@ def test_a_bulk_delete_from_the_admin_list_is_audited(admin_client: Any) -> None
     # The admin's own events only: the account signals stood aside.
     assert not _events("governance.account.deleted")
     assert verify_database().ok
+
+
+def test_tokens_made_or_deleted_outside_our_command_and_the_admin_are_audited() -> None:
+    """DRF's drf_create_token (and a shell) cannot issue a token unrecorded."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    User = get_user_model()
+    dave = User.objects.create_user(username="dave")
+    out = StringIO()
+    call_command("drf_create_token", "dave", stdout=out)
+    key = Token.objects.get(user=dave).key
+    [issued] = _events("governance.api_token.issued")
+    assert issued.data == {"user": "dave"} and issued.target_id == str(dave.pk)
+    call_command("drf_create_token", "dave", "--reset", stdout=StringIO())
+    new_key = Token.objects.get(user=dave).key
+    [revoked] = _events("governance.api_token.revoked")
+    assert revoked.data == {"user": "dave"}
+    assert len(_events("governance.api_token.issued")) == 2
+    Token.objects.filter(user=dave).delete()  # queryset delete, as a shell would
+    assert len(_events("governance.api_token.revoked")) == 2
+    _no_secret_in_the_chain(key, new_key)
+    assert verify_database().ok

@@ -1,8 +1,9 @@
 """manage.py issue_api_token USER [--reset]: an API token for a REST client, audited.
 
-DRF's own ``drf_create_token`` writes no audit event; this one writes
-``governance.api_token.issued`` (or ``.reissued``) naming the user, never the
-key, in the same transaction as the token. The key is printed once, here.
+It writes ``governance.api_token.issued`` (or ``.reissued``) naming the
+user, never the key, in the same transaction as the token (DRF's
+``drf_create_token`` is audited too, by ``governance.accounts``, as an issue
+or a revocation). The key is printed once, here.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from django.db import transaction
 from rest_framework.authtoken.models import Token
 
 from governance import audit
+from governance.accounts import audited_by_caller
 from pasportal.commands import ControlPlaneCommand
 
 
@@ -41,7 +43,7 @@ class Command(ControlPlaneCommand):
             raise CommandError(
                 f"user {options['username']!r} is not active", returncode=2
             )
-        with transaction.atomic():
+        with audited_by_caller(), transaction.atomic():
             old = Token.objects.filter(user=user).first()
             if old is not None and not options["reset"]:
                 raise CommandError(
