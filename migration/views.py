@@ -24,6 +24,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from connectors.models import Connector, ConnectorRole
 from governance.access import access_object
 from governance.audit import Refused
+from migration.engine.defaults import default_contract_dict
 from migration.engine.errors import EngineError
 from migration.models import (
     CodeSystem,
@@ -925,6 +926,11 @@ def crosswalk_list(request: HtmxHttpRequest, project_id: int) -> HttpResponse:
             "open_misses": missqueue_open(user=request.user)
             .filter(crosswalk__project=project)
             .count(),
+            # offered while any of the packaged crosswalks is missing
+            "seedable": bool(
+                {str(x["id"]) for x in default_contract_dict()["crosswalks"]}
+                - set(crosswalks.values_list("slug", flat=True))
+            ),
         },
     )
 

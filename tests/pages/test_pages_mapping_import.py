@@ -36,6 +36,8 @@ def test_a_steward_seeds_crosswalks_then_starts_a_mapping_set(
 ) -> None:
     client = Client()
     client.force_login(steward)
+    xw_list = reverse("migration:crosswalk-list", args=[project.pk])
+    assert "Add the generated legacy PAS" in client.get(xw_list).content.decode()
     detail = reverse("migration:snapshot-detail", args=[project.pk, snapshot.pk])
     assert "Start a mapping set from the default contract" in (
         client.get(detail).content.decode()
@@ -53,6 +55,8 @@ def test_a_steward_seeds_crosswalks_then_starts_a_mapping_set(
     )
     assert "crosswalks of the generated legacy PAS are here" in seeded.content.decode()
     assert Crosswalk.objects.filter(project=project).count() == 11
+    # all of them here: the button is no longer offered
+    assert "Add the generated legacy PAS" not in seeded.content.decode()
     assert AuditEvent.objects.filter(action="migration.crosswalk.seeded").count() == 11
 
     response = client.post(start)
