@@ -15,7 +15,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Q
+from django.db.models import Count, Max, Q
 from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -616,8 +616,18 @@ REVIEW_VERBS = {
 def mappingset_list(request: HtmxHttpRequest, project_id: int) -> HttpResponse:
     """List the project's mapping sets and what awaits the user's review."""
     project = page_project(request, project_id)
-    sets = MappingSet.objects.filter(project=project).select_related(
-        "source_snapshot__connector"
+    sets = (
+        MappingSet.objects.filter(project=project)
+        .select_related("source_snapshot__connector")
+        .annotate(
+            fields=Count("table_mappings__field_mappings", distinct=True),
+            approved=Count(
+                "table_mappings__field_mappings",
+                filter=Q(table_mappings__field_mappings__status=ReviewStatus.APPROVED),
+                distinct=True,
+            ),
+            latest_contract=Max("contracts__version"),
+        )
     )
     mine = field_mappings_for_review(user=request.user).filter(
         table_mapping__mapping_set__project=project
@@ -686,6 +696,24 @@ def mappingset_detail(
             .order_by("-version"),
             "blockers": blockers[:10],
             "blocker_count": len(blockers),
+            "blocker_kinds": [
+                (kind, n)
+                for kind, n in (
+                    (
+                        "field mappings not approved",
+                        sum(b.startswith("field mapping ") for b in blockers),
+                    ),
+                    (
+                        "crosswalk rows not approved",
+                        sum(b.startswith("crosswalk ") for b in blockers),
+                    ),
+                    (
+                        "required fields unmapped",
+                        sum(b.startswith("required target field") for b in blockers),
+                    ),
+                )
+                if n
+            ],
         },
     )
 

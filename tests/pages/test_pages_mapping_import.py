@@ -169,6 +169,7 @@ def test_a_migration_lead_publishes_the_reviewed_set_from_its_page(
     lead.force_login(migration_lead)
     page = lead.get(detail).content.decode()
     assert "It cannot be published yet" in page
+    assert "(47 field mappings not approved, " in page  # and the crosswalk rows
     assert "is proposed, not approved" in page
     assert "Publish as the next contract version" not in page
     refused = lead.post(publish, follow=True)
@@ -201,3 +202,7 @@ def test_a_migration_lead_publishes_the_reviewed_set_from_its_page(
         len(t["fields"]) for t in default["tables"]
     ]
     assert AuditEvent.objects.filter(action="migration.contract.published").exists()
+    listing = lead.get(
+        reverse("migration:mappingset-list", args=[project.pk])
+    ).content.decode()
+    assert "47 of 47" in listing and f"v{contract.version}</td>" in listing
