@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from io import StringIO
@@ -54,6 +55,9 @@ def test_default_seed_passes_pre_production(tmp_path: Path) -> None:
     assert code == 0, output
     assert "Gate pre_production" in output and ": PASS" in output
     assert "UNBALANCED" not in output
+    # the checks that passed clean are counted, not listed (-v 2 lists them)
+    assert re.search(r"\(\d+ checks: \d+ PASS", output), output
+    assert "ledger_balance [" not in output
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["state"] == "succeeded"
     assert report["gate"]["status"] == "PASS"
@@ -72,8 +76,11 @@ def test_default_seed_passes_pre_production(tmp_path: Path) -> None:
 
 
 def test_cutover_ready_fails_for_missing_signoffs(tmp_path: Path) -> None:
-    code, output = _lifecycle(tmp_path, "--release-profile", "cutover_ready")
+    code, output = _lifecycle(
+        tmp_path, "--release-profile", "cutover_ready", "--verbosity", "2"
+    )
     assert code == 1
+    assert "ledger_balance [patient]: 0 of 20 (0.00 %); none allowed" in output
     for role in (
         "migration_lead",
         "clinical_safety_officer",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +134,7 @@ class Command(ControlPlaneCommand):
         finally:
             if bar is not None:
                 bar.close()
-        self._print(result)
+        self._print(result, every_check=options["verbosity"] >= 2)
         if options["json"]:
             options["json"].write_text(json.dumps(result, indent=2, default=str))
             self.stdout.write(f"full report: {options['json']}")
@@ -145,7 +146,7 @@ class Command(ControlPlaneCommand):
         ):
             raise CommandError("the release gate did not pass", returncode=1)
 
-    def _print(self, result: dict[str, Any]) -> None:
+    def _print(self, result: dict[str, Any], *, every_check: bool = False) -> None:
         w = self.stdout.write
         w(
             f"Run #{result['run']}: {result['state']}  contract {result['contract_sha256'][:12]}"
@@ -172,8 +173,17 @@ class Command(ControlPlaneCommand):
         if gate is None:
             w("Gate: not evaluated (the run did not succeed)")
             return
-        w(f"Gate {gate['profile']} (v{gate['profile_version']}): {gate['status']}")
-        for check in gate["checks"]:
+        statuses = Counter(check["status"] for check in gate["checks"])
+        tally = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
+        w(
+            f"Gate {gate['profile']} (v{gate['profile_version']}): {gate['status']}"
+            f"  ({len(gate['checks'])} checks: {tally})"
+        )
+        # The checks that passed clean are counted above; -v 2 lists them too.
+        shown = [c for c in gate["checks"] if every_check or c["status"] != "PASS"]
+        if len(shown) < len(gate["checks"]):
+            w("  checks other than PASS (-v 2 lists every check):")
+        for check in shown:
             scope = f" [{check['scope']}]" if check["scope"] else ""
             measured = describe_measure(check["numerator"], check["denominator"])
             allowed = describe_threshold(check["threshold"])
