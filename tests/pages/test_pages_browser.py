@@ -233,6 +233,8 @@ AXE_PAGES = [
     ("steward", "connectors", "/projects/{p}/connectors/"),
     ("steward", "connector", "/projects/{p}/connectors/{source}/"),
     ("steward", "snapshot", "/projects/{p}/snapshots/{snapshot}/"),
+    ("steward", "mapping sets", "/projects/{p}/mappings/"),
+    ("steward", "mapping set", "/projects/{p}/mappings/{set}/"),
     ("steward", "mappings", "/projects/{p}/mappings/{set}/tables/{tm}/"),
     ("steward", "crosswalks", "/projects/{p}/crosswalks/"),
     ("steward", "crosswalk", "/projects/{p}/crosswalks/{xw}/"),
