@@ -28,6 +28,7 @@ from migration.engine.defaults import default_contract_dict
 from migration.engine.errors import EngineError
 from migration.models import (
     CodeSystem,
+    Concept,
     Contract,
     Crosswalk,
     CrosswalkRow,
@@ -1105,7 +1106,20 @@ def crosswalkrow_review(
 def miss_list(request: HtmxHttpRequest, project_id: int) -> HttpResponse:
     """Show the open miss queue, most frequent values first, with add-a-row forms."""
     project = page_project(request, project_id)
-    entries = missqueue_open(user=request.user).filter(crosswalk__project=project)[:200]
+    entries = list(
+        missqueue_open(user=request.user)
+        .filter(crosswalk__project=project)
+        .select_related("crosswalk__code_system")[:200]
+    )
+    # The national codes each entry may take, offered as the steward types
+    # (a datalist per code system: the field still takes any text, and the
+    # service refuses a code the system does not have).
+    systems = {e.crosswalk.code_system_id: e.crosswalk.code_system for e in entries}
+    concepts: dict[int, list[Concept]] = {pk: [] for pk in systems}
+    for concept in Concept.objects.filter(
+        code_system_id__in=list(systems), retired=False
+    ).order_by("code_system_id", "code"):
+        concepts[concept.code_system_id].append(concept)
     return render(
         request,
         "migration/miss_list.html",
@@ -1113,6 +1127,7 @@ def miss_list(request: HtmxHttpRequest, project_id: int) -> HttpResponse:
             "project": project,
             "perms": project_perms(request.user, project),
             "entries": entries,
+            "code_lists": [(systems[pk], concepts[pk]) for pk in systems],
             "equivalences": [
                 (v, label) for v, label in Equivalence.choices if v != "unmatched"
             ]
