@@ -80,6 +80,11 @@ urlpatterns = [
         name="crosswalk-import",
     ),
     path(
+        "crosswalk-rows/<int:row_id>/rationale/",
+        views.crosswalkrow_rationale,
+        name="crosswalkrow-rationale",
+    ),
+    path(
         "crosswalk-rows/<int:row_id>/review/",
         views.crosswalkrow_review,
         name="crosswalkrow-review",

@@ -59,6 +59,7 @@ from migration.services.crosswalks import (
     crosswalk_row_approve,
     crosswalk_row_flag,
     crosswalk_row_reject,
+    crosswalk_row_update,
     crosswalks_seed_defaults,
     missqueue_resolve,
 )
@@ -1098,6 +1099,39 @@ def crosswalkrow_review(
     except Refused as exc:
         return refused(request, exc, to)
     messages.success(request, f"{row.local_code}: {verb} recorded")
+    return redirect(f"{to}#row-{row.pk}")
+
+
+@login_required
+@require_POST
+def crosswalkrow_rationale(
+    request: HtmxHttpRequest, project_id: int, row_id: int
+) -> HttpResponse:
+    """Write why a row translates as it does; another steward then approves it."""
+    project = page_project(request, project_id)
+    row = access_object(
+        request.user,
+        CrosswalkRow.objects.filter(crosswalk__project=project),
+        row_id,
+        project_field="crosswalk__project",
+    )
+    to = reverse("migration:crosswalk-detail", args=[project.pk, row.crosswalk_id])
+    text = request.POST.get("rationale", "").strip()
+    if not text:
+        messages.error(request, f"{row.local_code}: write the rationale first")
+        return redirect(f"{to}#row-{row.pk}")
+    try:
+        crosswalk_row_update(actor=request.user, row=row, rationale=text)
+    except Refused as exc:
+        return refused(request, exc, to)
+    except ValidationError as exc:
+        messages.error(request, "; ".join(exc.messages))
+        return redirect(f"{to}#row-{row.pk}")
+    messages.success(
+        request,
+        f"{row.local_code}: rationale saved; another steward must approve it "
+        "(you last changed it)",
+    )
     return redirect(f"{to}#row-{row.pk}")
 
 

@@ -82,6 +82,7 @@ POLICY: dict[str, tuple[str, dict[str, int]]] = {
     "migration:crosswalk-export": ("GET", VIEW_PAGE),
     "migration:crosswalk-import": ("POST", only(dm_engineer=302, steward=302)),
     "migration:crosswalkrow-review": ("POST", only(steward=302)),
+    "migration:crosswalkrow-rationale": ("POST", only(dm_engineer=302, steward=302)),
     "migration:miss-list": ("GET", VIEW_PAGE),
     "migration:miss-resolve": ("POST", only(dm_engineer=302, steward=302)),
     "migration:run-list": ("GET", VIEW_PAGE),
@@ -220,6 +221,7 @@ def _data(name: str, world: dict[str, Any]) -> dict[str, Any]:
             )
         },
         "migration:crosswalkrow-review": {"verb": "flag", "comment": "unsure"},
+        "migration:crosswalkrow-rationale": {"rationale": "Agreed with the ward"},
         "migration:miss-resolve": {
             "target_code": "NOT-A-CODE",
             "equivalence": "equal",

@@ -206,3 +206,37 @@ def test_a_migration_lead_publishes_the_reviewed_set_from_its_page(
         reverse("migration:mappingset-list", args=[project.pk])
     ).content.decode()
     assert "47 of 47" in listing and f"v{contract.version}</td>" in listing
+
+
+def test_a_crosswalk_rows_rationale_is_written_in_the_page(
+    project: Any, steward: Any, steward2: Any
+) -> None:
+    from migration.models import CrosswalkRow
+    from migration.services.crosswalks import crosswalks_seed_defaults
+
+    crosswalks_seed_defaults(actor="tests", project=project)
+    row = CrosswalkRow.objects.filter(
+        crosswalk__project=project, equivalence="unmatched", rationale=""
+    ).first()
+    assert row is not None
+    detail = reverse("migration:crosswalk-detail", args=[project.pk, row.crosswalk_id])
+    review = reverse("migration:crosswalkrow-review", args=[project.pk, row.pk])
+    second = Client()
+    second.force_login(steward2)
+    refused = second.post(review, {"verb": "approve"}, follow=True)
+    assert "needs a written rationale" in refused.content.decode()
+    first = Client()
+    first.force_login(steward)
+    assert f'id="xwhy-{row.pk}"' in first.get(detail).content.decode()
+    url = reverse("migration:crosswalkrow-rationale", args=[project.pk, row.pk])
+    assert "write the rationale first" in (
+        first.post(url, {"rationale": ""}, follow=True).content.decode()
+    )
+    saved = first.post(url, {"rationale": "No national equivalent."}, follow=True)
+    assert "rationale saved" in saved.content.decode()
+    row.refresh_from_db()
+    assert row.rationale == "No national equivalent."
+    assert row.last_changed_by == steward
+    assert second.post(review, {"verb": "approve"}).status_code == 302
+    row.refresh_from_db()
+    assert row.status == ReviewStatus.APPROVED and row.reviewer == steward2
