@@ -28,6 +28,11 @@ urlpatterns = [
     path("snapshots/<int:snapshot_id>/", views.snapshot_detail, name="snapshot-detail"),
     path("snapshots/diff/", views.snapshot_diff_view, name="snapshot-diff"),
     path(
+        "snapshots/<int:snapshot_id>/suggest/",
+        views.mappingset_suggest,
+        name="mappingset-suggest",
+    ),
+    path(
         "snapshots/<int:snapshot_id>/import-default/",
         views.mappingset_import,
         name="mappingset-import",

@@ -71,6 +71,7 @@ from migration.services.mappings import (
     field_mapping_reject,
     field_mapping_update,
     field_mappings_bulk_approve,
+    mapping_set_create,
     mapping_set_import_contract,
 )
 from migration.services.runs import (
@@ -81,7 +82,7 @@ from migration.services.runs import (
     run_start,
 )
 from migration.services.snapshots import snapshot_extract_request, snapshot_job
-from migration.services.suggestions import target_model_for
+from migration.services.suggestions import mapping_suggestions_apply, target_model_for
 from pasportal import svg
 from pasportal.htmx import HtmxHttpRequest
 from pasportal.views import page_project, patient_data, project_perms, refused
@@ -568,6 +569,48 @@ def mappingset_import(
         request,
         f"Mapping set {ms.name!r} started from the default contract: every field "
         "is proposed for review by a steward other than you.",
+    )
+    return redirect("migration:mappingset-detail", project.pk, ms.pk)
+
+
+@login_required
+@require_POST
+def mappingset_suggest(
+    request: HtmxHttpRequest, project_id: int, snapshot_id: int
+) -> HttpResponse:
+    """Start a mapping set of this snapshot with the suggestions as drafts."""
+    project = page_project(request, project_id)
+    snapshot = access_object(
+        request.user,
+        SchemaSnapshot.objects.filter(project=project).select_related("connector"),
+        snapshot_id,
+    )
+    back = reverse("migration:snapshot-detail", args=[project.pk, snapshot.pk])
+    name = request.POST.get("name", "").strip()
+    if not name:
+        messages.error(request, "Give the mapping set a name")
+        return redirect(back)
+    if len(name) > 200:
+        messages.error(request, "A mapping set's name is at most 200 characters")
+        return redirect(back)
+    try:
+        # Two services, each its own transaction with its audit events (a
+        # refusal, audited, must not be rolled back by an outer one); the
+        # same permission lets both through.
+        ms = mapping_set_create(
+            actor=request.user, project=project, name=name, source_snapshot=snapshot
+        )
+        drafts = mapping_suggestions_apply(actor=request.user, mapping_set=ms)
+    except Refused as exc:
+        return refused(request, exc, back)
+    except (ValidationError, EngineError) as exc:
+        messages.error(request, "; ".join(getattr(exc, "messages", [str(exc)])))
+        return redirect(back)
+    messages.success(
+        request,
+        f"Mapping set {ms.name!r} started with {len(drafts)} suggested field "
+        "mapping(s) as drafts: check each, propose it, and another steward "
+        "approves.",
     )
     return redirect("migration:mappingset-detail", project.pk, ms.pk)
 

@@ -401,7 +401,6 @@ def _validate_transforms(steps: Any) -> list[dict[str, Any]]:
     return out
 
 
-@transaction.atomic
 def mapping_set_create(
     *,
     actor: Any,
@@ -411,7 +410,11 @@ def mapping_set_create(
     target_model_version: str = "1",
     options: dict[str, Any] | None = None,
 ) -> MappingSet:
-    """Create a mapping set of ``source_snapshot``; Refused ``forbidden`` without edit."""
+    """Create a mapping set of ``source_snapshot``; Refused ``forbidden`` without edit.
+
+    The refusal is checked, and audited, before the creating transaction opens
+    (inside it, the rollback would erase the record of the attempt).
+    """
     if source_snapshot.project_id != project.pk:
         raise ValidationError("the snapshot belongs to another project")
     _require_edit(
@@ -420,24 +423,24 @@ def mapping_set_create(
         action="migration.mapping_set.create_refused",
         target=project,
     )
-    ms = MappingSet.objects.create(
-        project=project,
-        name=name,
-        source_snapshot=source_snapshot,
-        target_model_version=target_model_version,
-        options=options or {},
-        created_by=actor if _is_user(actor) else None,
-    )
-    audit.record(
-        actor=actor,
-        action="migration.mapping_set.created",
-        target=ms,
-        data={"name": name, "snapshot": source_snapshot.pk},
-    )
+    with transaction.atomic():
+        ms = MappingSet.objects.create(
+            project=project,
+            name=name,
+            source_snapshot=source_snapshot,
+            target_model_version=target_model_version,
+            options=options or {},
+            created_by=actor if _is_user(actor) else None,
+        )
+        audit.record(
+            actor=actor,
+            action="migration.mapping_set.created",
+            target=ms,
+            data={"name": name, "snapshot": source_snapshot.pk},
+        )
     return ms
 
 
-@transaction.atomic
 def table_mapping_create(
     *,
     actor: Any,
@@ -446,25 +449,31 @@ def table_mapping_create(
     source_table: str,
     source_key: str,
 ) -> TableMapping:
-    """Map a source table onto a target table; Refused ``forbidden`` without edit."""
+    """Map a source table onto a target table; Refused ``forbidden`` without edit
+    (checked and audited before the creating transaction opens)."""
     _require_edit(
         actor=actor,
         project=mapping_set.project_id,
         action="migration.table_mapping.create_refused",
         target=mapping_set,
     )
-    tm = TableMapping.objects.create(
-        mapping_set=mapping_set,
-        target_table=target_table,
-        source_table=source_table,
-        source_key=source_key,
-    )
-    audit.record(
-        actor=actor,
-        action="migration.table_mapping.created",
-        target=mapping_set,
-        data={"table_mapping": tm.pk, "target": target_table, "source": source_table},
-    )
+    with transaction.atomic():
+        tm = TableMapping.objects.create(
+            mapping_set=mapping_set,
+            target_table=target_table,
+            source_table=source_table,
+            source_key=source_key,
+        )
+        audit.record(
+            actor=actor,
+            action="migration.table_mapping.created",
+            target=mapping_set,
+            data={
+                "table_mapping": tm.pk,
+                "target": target_table,
+                "source": source_table,
+            },
+        )
     return tm
 
 

@@ -107,3 +107,30 @@ def test_an_import_that_cannot_work_names_the_problem_and_stores_nothing(
             actor=auditor, project=project, source_snapshot=legacy_snapshot
         )
     assert not MappingSet.objects.filter(project=project).exists()
+
+
+def test_refused_creations_of_sets_and_table_mappings_stay_in_the_trail(
+    project: Any, legacy_snapshot: Any, mapping_set: Any, auditor: Any
+) -> None:
+    """The refusal is audited outside the creating transaction, so it survives."""
+    from migration.services.mappings import mapping_set_create, table_mapping_create
+
+    with pytest.raises(Refused):
+        mapping_set_create(
+            actor=auditor, project=project, name="x", source_snapshot=legacy_snapshot
+        )
+    with pytest.raises(Refused):
+        table_mapping_create(
+            actor=auditor,
+            mapping_set=mapping_set,
+            target_table="patient",
+            source_table="PA_PatMas",
+            source_key="PAPMI_RowId",
+        )
+    for action in (
+        "migration.mapping_set.create_refused",
+        "migration.table_mapping.create_refused",
+    ):
+        event = AuditEvent.objects.get(action=action)
+        assert event.actor["username"] == auditor.username
+        assert event.data["refused"] == "forbidden"

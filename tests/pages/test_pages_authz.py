@@ -68,6 +68,7 @@ POLICY: dict[str, tuple[str, dict[str, int]]] = {
     "migration:snapshot-job": ("GET", VIEW_PAGE),
     "migration:snapshot-diff": ("GET", VIEW_PAGE),
     "migration:mappingset-import": ("POST", only(dm_engineer=302, steward=302)),
+    "migration:mappingset-suggest": ("POST", only(dm_engineer=302, steward=302)),
     "migration:mappingset-list": ("GET", VIEW_PAGE),
     "migration:mappingset-detail": ("GET", VIEW_PAGE),
     "migration:mappingset-publish": ("POST", only(dm_engineer=302)),
@@ -212,6 +213,7 @@ def _data(name: str, world: dict[str, Any]) -> dict[str, Any]:
     return {
         "migration:fieldmapping-bulk": {"ids": [proposed.pk]},
         "migration:fieldmapping-review": {"verb": "flag", "comment": "check dates"},
+        "migration:mappingset-suggest": {"name": "From suggestions"},
         "migration:fieldmapping-rationale": {"rationale": "ISO dates in the extract"},
         "migration:crosswalk-import": {
             "file": SimpleUploadedFile(

@@ -240,3 +240,32 @@ def test_a_crosswalk_rows_rationale_is_written_in_the_page(
     assert second.post(review, {"verb": "approve"}).status_code == 302
     row.refresh_from_db()
     assert row.status == ReviewStatus.APPROVED and row.reviewer == steward2
+
+
+def test_a_mapping_set_starts_from_suggestions_on_the_snapshot_page(
+    project: Any, snapshot: Any, steward: Any, viewer: Any
+) -> None:
+    url = reverse("migration:mappingset-suggest", args=[project.pk, snapshot.pk])
+    client = Client()
+    client.force_login(steward)
+    detail = reverse("migration:snapshot-detail", args=[project.pk, snapshot.pk])
+    assert "Start a mapping set from suggestions" in client.get(detail).content.decode()
+    nameless = client.post(url, {"name": "  "}, follow=True)
+    assert "Give the mapping set a name" in nameless.content.decode()
+    response = client.post(url, {"name": "Legacy to NHS PAS"})
+    ms = MappingSet.objects.get(project=project)
+    assert response["Location"] == reverse(
+        "migration:mappingset-detail", args=[project.pk, ms.pk]
+    )
+    drafts = FieldMapping.objects.filter(table_mapping__mapping_set=ms)
+    assert drafts.count() > 20  # the legacy PAS's columns are named to be found
+    assert set(drafts.values_list("status", flat=True)) == {ReviewStatus.DRAFT}
+    assert set(drafts.values_list("author", flat=True)) == {steward.pk}
+
+    watcher = Client()
+    watcher.force_login(viewer)
+    assert watcher.post(url, {"name": "Not mine"}).status_code == 403
+    assert MappingSet.objects.filter(project=project).count() == 1
+    assert AuditEvent.objects.filter(
+        action="migration.mapping_set.create_refused"
+    ).exists()
