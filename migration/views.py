@@ -894,13 +894,27 @@ def fieldmapping_rationale(
     """Write why a field is mapped as it is; another steward then approves it."""
     project = page_project(request, project_id)
     fm = _field_mapping(request, project, fm_id)
-    to = _tm_url(fm) + f"#field-{fm.pk}"
+    return _save_rationale(
+        request,
+        label=fm.target_field,
+        to=_tm_url(fm) + f"#field-{fm.pk}",
+        save=lambda text: field_mapping_update(
+            actor=request.user, mapping=fm, rationale=text
+        ),
+    )
+
+
+def _save_rationale(
+    request: HtmxHttpRequest, *, label: str, to: str, save: Any
+) -> HttpResponse:
+    """Save the posted rationale through ``save``; the writer becomes its last
+    changer, so another steward approves."""
     text = request.POST.get("rationale", "").strip()
     if not text:
-        messages.error(request, f"{fm.target_field}: write the rationale first")
+        messages.error(request, f"{label}: write the rationale first")
         return redirect(to)
     try:
-        field_mapping_update(actor=request.user, mapping=fm, rationale=text)
+        save(text)
     except Refused as exc:
         return refused(request, exc, to)
     except ValidationError as exc:
@@ -908,7 +922,7 @@ def fieldmapping_rationale(
         return redirect(to)
     messages.success(
         request,
-        f"{fm.target_field}: rationale saved; another steward must approve it "
+        f"{label}: rationale saved; another steward must approve it "
         "(you last changed it)",
     )
     return redirect(to)
@@ -1159,23 +1173,14 @@ def crosswalkrow_rationale(
         project_field="crosswalk__project",
     )
     to = reverse("migration:crosswalk-detail", args=[project.pk, row.crosswalk_id])
-    text = request.POST.get("rationale", "").strip()
-    if not text:
-        messages.error(request, f"{row.local_code}: write the rationale first")
-        return redirect(f"{to}#row-{row.pk}")
-    try:
-        crosswalk_row_update(actor=request.user, row=row, rationale=text)
-    except Refused as exc:
-        return refused(request, exc, to)
-    except ValidationError as exc:
-        messages.error(request, "; ".join(exc.messages))
-        return redirect(f"{to}#row-{row.pk}")
-    messages.success(
+    return _save_rationale(
         request,
-        f"{row.local_code}: rationale saved; another steward must approve it "
-        "(you last changed it)",
+        label=row.local_code,
+        to=f"{to}#row-{row.pk}",
+        save=lambda text: crosswalk_row_update(
+            actor=request.user, row=row, rationale=text
+        ),
     )
-    return redirect(f"{to}#row-{row.pk}")
 
 
 @login_required
