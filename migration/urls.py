@@ -61,6 +61,11 @@ urlpatterns = [
         name="fieldmapping-review",
     ),
     path(
+        "fields/<int:fm_id>/edit/",
+        views.fieldmapping_edit,
+        name="fieldmapping-edit",
+    ),
+    path(
         "fields/<int:fm_id>/rationale/",
         views.fieldmapping_rationale,
         name="fieldmapping-rationale",

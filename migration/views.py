@@ -8,6 +8,7 @@ htmx). No workflow rule lives here; refusals come from the services.
 from __future__ import annotations
 
 import csv
+import json
 from collections import Counter
 from typing import Any
 
@@ -26,6 +27,7 @@ from governance.access import access_object
 from governance.audit import Refused
 from migration.engine.defaults import default_contract_dict
 from migration.engine.errors import EngineError
+from migration.engine.transforms import REGISTRY
 from migration.models import (
     CodeSystem,
     Concept,
@@ -832,6 +834,17 @@ def tablemapping_detail(
             " → ".join(str(s.get("name")) for s in fm.transforms or []) if fm else ""
         )
         row["needs_rationale"] = fm is not None and field_mapping_needs_rationale(fm)
+        row["transforms_json"] = (
+            json.dumps(fm.transforms or [], indent=1) if fm else "[]"
+        )
+    source = next(
+        (
+            t
+            for t in tm.mapping_set.source_snapshot.tables or []
+            if t.get("name") == tm.source_table
+        ),
+        {},
+    )
     return render(
         request,
         "migration/tablemapping_detail.html",
@@ -842,8 +855,65 @@ def tablemapping_detail(
             "tm": tm,
             "rows": rows,
             "verbs": list(REVIEW_VERBS),
+            "source_columns": [str(c["name"]) for c in source.get("columns", [])],
+            "crosswalks": Crosswalk.objects.filter(project=project).order_by("slug"),
+            "transform_names": sorted(REGISTRY),
         },
     )
+
+
+@login_required
+@require_POST
+def fieldmapping_edit(
+    request: HtmxHttpRequest, project_id: int, fm_id: int
+) -> HttpResponse:
+    """Change a field mapping's source columns, transforms and crosswalk.
+
+    An approved, flagged or rejected mapping goes back to proposed, and the
+    editor may not approve it (four-eyes)."""
+    project = page_project(request, project_id)
+    fm = _field_mapping(request, project, fm_id)
+    to = _tm_url(fm) + f"#field-{fm.pk}"
+    try:
+        steps = json.loads(request.POST.get("transforms", "") or "[]")
+    except json.JSONDecodeError as exc:
+        messages.error(
+            request,
+            f"{fm.target_field}: the transforms are not valid JSON "
+            f"(line {exc.lineno}, column {exc.colno}: {exc.msg})",
+        )
+        return redirect(to)
+    xw_id = request.POST.get("crosswalk", "")
+    crosswalk = (
+        Crosswalk.objects.filter(project=project, pk=xw_id).first()
+        if xw_id.isdigit()
+        else None
+    )
+    if xw_id and crosswalk is None:
+        messages.error(
+            request, f"{fm.target_field}: choose a crosswalk of this project"
+        )
+        return redirect(to)
+    try:
+        field_mapping_update(
+            actor=request.user,
+            mapping=fm,
+            source_columns=request.POST.getlist("source_columns"),
+            transforms=steps,
+            crosswalk=crosswalk,
+            crosswalk_strict=request.POST.get("crosswalk_strict") == "on",
+        )
+    except Refused as exc:
+        return refused(request, exc, to)
+    except ValidationError as exc:
+        messages.error(request, f"{fm.target_field}: " + "; ".join(exc.messages))
+        return redirect(to)
+    messages.success(
+        request,
+        f"{fm.target_field}: mapping changed; another steward must approve it "
+        "(you last changed it)",
+    )
+    return redirect(to)
 
 
 def _field_mapping(request: HtmxHttpRequest, project: Any, fm_id: int) -> FieldMapping:

@@ -77,6 +77,7 @@ POLICY: dict[str, tuple[str, dict[str, int]]] = {
     "migration:fieldmapping-review": ("POST", only(steward=302)),
     "migration:fieldmapping-preview": ("GET", VIEW_PAGE),
     "migration:fieldmapping-rationale": ("POST", only(dm_engineer=302, steward=302)),
+    "migration:fieldmapping-edit": ("POST", only(dm_engineer=302, steward=302)),
     "migration:crosswalk-list": ("GET", VIEW_PAGE),
     "migration:crosswalks-seed": ("POST", only(dm_engineer=302, steward=302)),
     "migration:crosswalk-detail": ("GET", VIEW_PAGE),
@@ -215,6 +216,7 @@ def _data(name: str, world: dict[str, Any]) -> dict[str, Any]:
         "migration:fieldmapping-review": {"verb": "flag", "comment": "check dates"},
         "migration:mappingset-suggest": {"name": "From suggestions"},
         "migration:fieldmapping-rationale": {"rationale": "ISO dates in the extract"},
+        "migration:fieldmapping-edit": {"transforms": "[]"},
         "migration:crosswalk-import": {
             "file": SimpleUploadedFile(
                 "rows.csv",

@@ -269,3 +269,60 @@ def test_a_mapping_set_starts_from_suggestions_on_the_snapshot_page(
     assert AuditEvent.objects.filter(
         action="migration.mapping_set.create_refused"
     ).exists()
+
+
+def test_a_steward_changes_a_mapping_in_the_page_and_it_goes_back_for_review(
+    project: Any, snapshot: Any, steward: Any, steward2: Any
+) -> None:
+    import json
+
+    from migration.services.crosswalks import crosswalks_seed_defaults
+    from migration.services.mappings import (
+        field_mapping_approve,
+        mapping_set_import_contract,
+    )
+
+    crosswalks_seed_defaults(actor="tests", project=project)
+    ms = mapping_set_import_contract(
+        actor="tests", project=project, source_snapshot=snapshot
+    )
+    fm = FieldMapping.objects.get(
+        table_mapping__mapping_set=ms,
+        table_mapping__target_table="patient",
+        target_field="family_name",
+    )
+    field_mapping_approve(actor=steward2, mapping=fm)
+    client = Client()
+    client.force_login(steward)
+    page = client.get(
+        reverse(
+            "migration:tablemapping-detail",
+            args=[project.pk, ms.pk, fm.table_mapping_id],
+        )
+    ).content.decode()
+    assert "Change the mapping of family_name" in page
+    assert '<option value="PAPMI_Surname" selected>' in page
+    url = reverse("migration:fieldmapping-edit", args=[project.pk, fm.pk])
+    broken = client.post(url, {"transforms": "[{"}, follow=True).content.decode()
+    assert "the transforms are not valid JSON" in broken
+    unknown = client.post(
+        url,
+        {"source_columns": ["PAPMI_Surname"], "transforms": '[{"name": "eval"}]'},
+        follow=True,
+    ).content.decode()
+    assert "unknown transform &#x27;eval&#x27;" in unknown
+    fm.refresh_from_db()
+    assert fm.status == ReviewStatus.APPROVED  # nothing changed by bad input
+    steps = [{"name": "trim", "args": {}}, {"name": "upper", "args": {}}]
+    saved = client.post(
+        url,
+        {"source_columns": ["PAPMI_Surname"], "transforms": json.dumps(steps)},
+        follow=True,
+    ).content.decode()
+    assert "mapping changed; another steward must approve it" in saved
+    fm.refresh_from_db()
+    assert fm.transforms == steps and fm.source_columns == ["PAPMI_Surname"]
+    assert fm.status == ReviewStatus.PROPOSED and fm.last_changed_by == steward
+    assert AuditEvent.objects.filter(
+        action="migration.field_mapping.updated", target_id=str(fm.pk)
+    ).exists()
