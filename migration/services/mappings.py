@@ -376,6 +376,17 @@ def _require_edit(
         )
 
 
+def _crosswalk_step_needs_one(steps: Any, crosswalk: Crosswalk | None) -> None:
+    """A crosswalk step translates with the mapping's crosswalk: it needs one."""
+    if crosswalk is None and any(
+        isinstance(s, dict) and s.get("name") == "crosswalk" for s in steps or []
+    ):
+        raise ValidationError(
+            "a crosswalk step needs the crosswalk it translates with: choose one "
+            "(or remove the step)"
+        )
+
+
 def _validate_transforms(steps: Any) -> list[dict[str, Any]]:
     if not isinstance(steps, list):
         raise ValidationError("transforms must be a list of {name, args} steps")
@@ -502,6 +513,7 @@ def field_mapping_create(
     steps = _validate_transforms(transforms or [])
     if crosswalk is not None and crosswalk.project_id != project_id:
         raise ValidationError("the crosswalk belongs to another project")
+    _crosswalk_step_needs_one(steps, crosswalk)
     author = actor if _is_user(actor) else None
     with transaction.atomic():
         fm = FieldMapping.objects.create(
@@ -572,6 +584,10 @@ def field_mapping_update(
         changes["rationale"] = str(rationale)
     if waived is not _UNSET:
         changes["waived"] = bool(waived)
+    _crosswalk_step_needs_one(
+        changes.get("transforms", mapping.transforms),
+        changes["crosswalk"] if "crosswalk" in changes else mapping.crosswalk,
+    )
     with transaction.atomic():
         fm = FieldMapping.objects.select_for_update().get(pk=mapping.pk)
         changed = [

@@ -311,6 +311,15 @@ def test_a_steward_changes_a_mapping_in_the_page_and_it_goes_back_for_review(
         follow=True,
     ).content.decode()
     assert "unknown transform &#x27;eval&#x27;" in unknown
+    orphan = client.post(
+        url,
+        {
+            "source_columns": ["PAPMI_Surname"],
+            "transforms": '[{"name": "crosswalk", "args": {}}]',
+        },
+        follow=True,
+    ).content.decode()
+    assert "a crosswalk step needs the crosswalk it translates with" in orphan
     fm.refresh_from_db()
     assert fm.status == ReviewStatus.APPROVED  # nothing changed by bad input
     steps = [{"name": "trim", "args": {}}, {"name": "upper", "args": {}}]
