@@ -259,3 +259,22 @@ def test_the_demo_gives_stewards_review_work_fed_by_the_main_job(
     call_command("seed_demo", "--mapping-set", stdout=again)
     assert "already has a mapping set" in again.getvalue()
     assert fields.count() == 47
+
+
+def test_the_demo_mapping_set_names_a_source_it_cannot_read(
+    tmp_path: Path, settings: object
+) -> None:
+    from connectors.models import Connector
+    from governance.models import MigrationProject
+
+    settings.VAR_DIR = tmp_path  # type: ignore[attr-defined]
+    call_command("seed_demo", stdout=StringIO())
+    Connector.objects.create(
+        project=MigrationProject.objects.get(slug="demo"),
+        name="gone",
+        kind="sqlite",
+        role="source",
+        config={"path": str(tmp_path / "no-such.sqlite3")},
+    )
+    with pytest.raises(CommandError, match="could not read the demo source 'gone'"):
+        call_command("seed_demo", "--mapping-set", stdout=StringIO())

@@ -25,6 +25,7 @@ from django.db import transaction
 from governance.models import MigrationProject
 from governance.roles import Role
 from governance.services import membership_grant, project_create, role_groups_ensure
+from migration.engine.errors import EngineError
 from migration.models import MappingSet
 from migration.services.crosswalks import crosswalks_seed_defaults
 from migration.services.mappings import mapping_set_import_contract
@@ -113,7 +114,12 @@ class Command(ControlPlaneCommand):
                 "(run_lifecycle --project demo) first",
                 returncode=2,
             )
-        snapshot = snapshot_extract(actor="seed_demo", connector=source)
+        try:
+            snapshot = snapshot_extract(actor="seed_demo", connector=source)
+        except EngineError as exc:  # the source could not be read: say why
+            raise CommandError(
+                f"could not read the demo source {source.name!r}: {exc}", returncode=1
+            ) from None
         ms = mapping_set_import_contract(
             actor="seed_demo", project=project, source_snapshot=snapshot
         )
