@@ -468,12 +468,32 @@ def table_mapping_create(
         action="migration.table_mapping.create_refused",
         target=mapping_set,
     )
+    return _table_mapping_store(
+        actor=actor,
+        mapping_set=mapping_set,
+        target_table=target_table,
+        source_table=source_table,
+        source_key=source_key,
+    )
+
+
+def _table_mapping_store(
+    *,
+    actor: Any,
+    mapping_set: MappingSet,
+    target_table: str,
+    source_table: str,
+    source_key: str,
+    filter: dict[str, Any] | None = None,
+) -> TableMapping:
+    """Create a table mapping and its audit event (permission already checked)."""
     with transaction.atomic():
         tm = TableMapping.objects.create(
             mapping_set=mapping_set,
             target_table=target_table,
             source_table=source_table,
             source_key=source_key,
+            filter=filter or {},
         )
         audit.record(
             actor=actor,
@@ -514,6 +534,35 @@ def field_mapping_create(
     if crosswalk is not None and crosswalk.project_id != project_id:
         raise ValidationError("the crosswalk belongs to another project")
     _crosswalk_step_needs_one(steps, crosswalk)
+    return _field_mapping_store(
+        actor=actor,
+        table_mapping=table_mapping,
+        target_field=target_field,
+        source_columns=source_columns,
+        steps=steps,
+        crosswalk=crosswalk,
+        rationale=rationale,
+        waived=waived,
+        status=S.DRAFT,
+    )
+
+
+def _field_mapping_store(
+    *,
+    actor: Any,
+    table_mapping: TableMapping,
+    target_field: str,
+    source_columns: Sequence[str],
+    steps: list[dict[str, Any]],
+    crosswalk: Crosswalk | None,
+    status: str,
+    crosswalk_strict: bool = True,
+    rationale: str = "",
+    waived: bool = False,
+    event: Mapping[str, Any] | None = None,
+) -> FieldMapping:
+    """Create a field mapping authored by ``actor`` (no one for the system) and
+    its audit event; permission and input already checked."""
     author = actor if _is_user(actor) else None
     with transaction.atomic():
         fm = FieldMapping.objects.create(
@@ -522,9 +571,10 @@ def field_mapping_create(
             source_columns=list(source_columns),
             transforms=steps,
             crosswalk=crosswalk,
+            crosswalk_strict=crosswalk_strict,
             rationale=rationale,
             waived=waived,
-            status=S.DRAFT,
+            status=status,
             author=author,
             last_changed_by=author,
         )
@@ -532,10 +582,11 @@ def field_mapping_create(
             actor=actor,
             action="migration.field_mapping.created",
             target=fm,
-            project=project_id,
+            project=table_mapping.mapping_set.project_id,
             data={
-                "to": S.DRAFT,
+                "to": status,
                 "target": f"{table_mapping.target_table}.{target_field}",
+                **dict(event or {}),
             },
         )
     return fm
@@ -767,6 +818,7 @@ def mapping_set_import_contract(
     author = actor if _is_user(actor) else None
     options = {"rules": data.get("rules", {}), "chunk_size": data.get("chunk_size")}
     target = data.get("target") or {}
+    source = f"{data.get('name')}@{data.get('version')}"
     with transaction.atomic():
         ms = MappingSet.objects.create(
             project=project,
@@ -783,61 +835,40 @@ def mapping_set_import_contract(
             data={
                 "name": ms.name,
                 "snapshot": source_snapshot.pk,
-                "contract": f"{data.get('name')}@{data.get('version')}",
+                "contract": source,
                 "contract_sha256": engine.sha256,
                 "to": S.PROPOSED,
             },
         )
         for table in data["tables"]:
-            tm = TableMapping.objects.create(
+            tm = _table_mapping_store(
+                actor=actor,
                 mapping_set=ms,
                 target_table=table["target"],
                 source_table=table["source"],
                 source_key=table["key"],
                 filter={"exclude": list(table["exclude"])}
                 if table.get("exclude")
-                else {},
-            )
-            audit.record(
-                actor=actor,
-                action="migration.table_mapping.created",
-                target=ms,
-                data={
-                    "table_mapping": tm.pk,
-                    "target": tm.target_table,
-                    "source": tm.source_table,
-                },
+                else None,
             )
             for fld in table["fields"]:
-                steps = [dict(s) for s in fld.get("transforms") or []]
-                crosswalk, strict = None, False
+                steps = _validate_transforms(list(fld.get("transforms") or []))
+                crosswalk, strict = None, True
                 for step in steps:
                     if step["name"] == "crosswalk":
-                        args = step.get("args") or {}
-                        crosswalk = crosswalks[args["id"]]
-                        strict = args.get("mode", "strict") == "strict"
+                        crosswalk = crosswalks[step["args"]["id"]]
+                        strict = step["args"].get("mode", "strict") == "strict"
                 if fld.get("lookup"):
                     steps.append({"name": "lookup", "args": dict(fld["lookup"])})
-                fm = FieldMapping.objects.create(
+                _field_mapping_store(
+                    actor=actor,
                     table_mapping=tm,
                     target_field=fld["target"],
                     source_columns=list(fld.get("source") or []),
-                    transforms=steps,
+                    steps=steps,
                     crosswalk=crosswalk,
                     crosswalk_strict=strict,
                     status=S.PROPOSED,
-                    author=author,
-                    last_changed_by=author,
-                )
-                audit.record(
-                    actor=actor,
-                    action="migration.field_mapping.created",
-                    target=fm,
-                    project=project.pk,
-                    data={
-                        "to": S.PROPOSED,
-                        "target": f"{tm.target_table}.{fm.target_field}",
-                        "from_contract": f"{data.get('name')}@{data.get('version')}",
-                    },
+                    event={"from_contract": source},
                 )
     return ms
