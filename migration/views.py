@@ -55,7 +55,7 @@ from migration.selectors_mapping import (
 )
 from migration.selectors_preview import mapping_preview
 from migration.selectors_rejects import rejects_for
-from migration.services.contracts import contract_blockers, contract_publish
+from migration.services.contracts import contract_blockers_by_kind, contract_publish
 from migration.services.crosswalks import (
     crosswalk_import_csv,
     crosswalk_row_approve,
@@ -725,7 +725,7 @@ def mappingset_detail(
         messages.error(request, f"The target model is unknown: {messages_}")
     perms = project_perms(request.user, project)
     blockers = (
-        contract_blockers(mapping_set=mapping_set)
+        contract_blockers_by_kind(mapping_set=mapping_set)
         if "publish_contract" in perms
         else []
     )
@@ -741,26 +741,9 @@ def mappingset_detail(
             "contracts": Contract.objects.filter(mapping_set=mapping_set)
             .select_related("published_by")
             .order_by("-version"),
-            "blockers": blockers[:10],
+            "blockers": [message for _, message in blockers[:10]],
             "blocker_count": len(blockers),
-            "blocker_kinds": [
-                (kind, n)
-                for kind, n in (
-                    (
-                        "field mappings not approved",
-                        sum(b.startswith("field mapping ") for b in blockers),
-                    ),
-                    (
-                        "crosswalk rows not approved",
-                        sum(b.startswith("crosswalk ") for b in blockers),
-                    ),
-                    (
-                        "required fields unmapped",
-                        sum(b.startswith("required target field") for b in blockers),
-                    ),
-                )
-                if n
-            ],
+            "blocker_kinds": list(Counter(kind for kind, _ in blockers).items()),
         },
     )
 

@@ -264,14 +264,28 @@ def contract_build(
 # --- publish -----------------------------------------------------------------
 
 
+#: What can block publishing, as the mapping set page counts them.
+BLOCKER_FIELD = "field mappings not approved"
+BLOCKER_ROW = "crosswalk rows not approved"
+BLOCKER_REQUIRED = "required fields unmapped"
+BLOCKER_MODEL = "target model problems"
+
+
 def contract_blockers(*, mapping_set: MappingSet) -> list[str]:
     """Return why ``mapping_set`` cannot be published yet (empty when it can)."""
-    problems: list[str] = []
+    return [
+        message for _, message in contract_blockers_by_kind(mapping_set=mapping_set)
+    ]
+
+
+def contract_blockers_by_kind(*, mapping_set: MappingSet) -> list[tuple[str, str]]:
+    """Return ``(kind, message)`` for each reason ``mapping_set`` cannot be published."""
+    problems: list[tuple[str, str]] = []
     model_name, model_version = _target_ref(mapping_set.target_model_version)
     try:
         model = load_target(model_name, model_version)
     except ContractError as exc:
-        return [str(exc)]
+        return [(BLOCKER_MODEL, str(exc))]
     fms = FieldMapping.objects.filter(
         table_mapping__mapping_set=mapping_set
     ).select_related("table_mapping")
@@ -281,25 +295,35 @@ def contract_blockers(*, mapping_set: MappingSet) -> list[str]:
         mapped.setdefault(table, set()).add(fm.target_field)
         if fm.status != ReviewStatus.APPROVED:
             problems.append(
-                f"field mapping {table}.{fm.target_field} is {fm.status}, not approved"
+                (
+                    BLOCKER_FIELD,
+                    f"field mapping {table}.{fm.target_field} is {fm.status}, "
+                    "not approved",
+                )
             )
     for xw in _used_crosswalks(mapping_set):
         for row in xw.rows.exclude(status=ReviewStatus.APPROVED).order_by("local_code"):
             problems.append(
-                f"crosswalk {xw.slug} v{xw.version} row {row.local_code!r} is "
-                f"{row.status}, not approved"
+                (
+                    BLOCKER_ROW,
+                    f"crosswalk {xw.slug} v{xw.version} row {row.local_code!r} is "
+                    f"{row.status}, not approved",
+                )
             )
     for tm in mapping_set.table_mappings.order_by("target_table"):
         try:
             table = model.table(tm.target_table)
         except ContractError as exc:
-            problems.append(str(exc))
+            problems.append((BLOCKER_MODEL, str(exc)))
             continue
         for f in table.fields:
             if f.required and f.name not in mapped.get(tm.target_table, set()):
                 problems.append(
-                    f"required target field {tm.target_table}.{f.name} is unmapped "
-                    "and not waived"
+                    (
+                        BLOCKER_REQUIRED,
+                        f"required target field {tm.target_table}.{f.name} is "
+                        "unmapped and not waived",
+                    )
                 )
     return problems
 
@@ -757,6 +781,7 @@ __all__ = [
     "ContractBuildError",
     "Refused",
     "contract_blockers",
+    "contract_blockers_by_kind",
     "contract_build",
     "contract_dict_build",
     "contract_engine",
