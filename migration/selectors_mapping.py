@@ -12,6 +12,7 @@ import csv
 import io
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from django.db import models, transaction
@@ -25,6 +26,7 @@ from governance.access import (
     user_has_project_perm,
 )
 from governance.roles import VIEW
+from migration.engine.defaults import default_contract_dict
 from migration.models import (
     Crosswalk,
     CrosswalkRow,
@@ -53,6 +55,7 @@ __all__ = [
     "access_snapshot",
     "crosswalk_export_csv",
     "crosswalk_rows_for",
+    "crosswalks_default_missing",
     "field_mappings_for_review",
     "mapping_unmapped_report",
     "missqueue_open",
@@ -64,6 +67,18 @@ __all__ = [
 FIELD_MAPPING_PROJECT = "table_mapping__mapping_set__project"
 CROSSWALK_ROW_PROJECT = "crosswalk__project"
 MISS_PROJECT = "crosswalk__project"
+
+
+@cache
+def _default_crosswalk_slugs() -> frozenset[str]:
+    return frozenset(str(x["id"]) for x in default_contract_dict()["crosswalks"])
+
+
+def crosswalks_default_missing(*, project: Any) -> bool:
+    """True while any of the generated legacy PAS's crosswalks is not in ``project``."""
+    have = set(Crosswalk.objects.filter(project=project).values_list("slug", flat=True))
+    return bool(_default_crosswalk_slugs() - have)
+
 
 #: Columns of the crosswalk CSV format (import and export).
 CSV_COLUMNS = ("local_code", "local_display", "target_code", "equivalence", "rationale")

@@ -25,7 +25,6 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from connectors.models import Connector, ConnectorRole
 from governance.access import access_object
 from governance.audit import Refused
-from migration.engine.defaults import default_contract_dict
 from migration.engine.errors import EngineError
 from migration.engine.transforms import REGISTRY
 from migration.models import (
@@ -47,6 +46,7 @@ from migration.models import (
 from migration.selectors_mapping import (
     crosswalk_export_csv,
     crosswalk_rows_for,
+    crosswalks_default_missing,
     field_mappings_for_review,
     mapping_unmapped_report,
     missqueue_open,
@@ -1066,11 +1066,7 @@ def crosswalk_list(request: HtmxHttpRequest, project_id: int) -> HttpResponse:
             "open_misses": missqueue_open(user=request.user)
             .filter(crosswalk__project=project)
             .count(),
-            # offered while any of the packaged crosswalks is missing
-            "seedable": bool(
-                {str(x["id"]) for x in default_contract_dict()["crosswalks"]}
-                - set(crosswalks.values_list("slug", flat=True))
-            ),
+            "seedable": crosswalks_default_missing(project=project),
         },
     )
 
