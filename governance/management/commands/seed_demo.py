@@ -26,7 +26,7 @@ from governance.models import MigrationProject
 from governance.roles import Role
 from governance.services import membership_grant, project_create, role_groups_ensure
 from migration.engine.errors import EngineError
-from migration.models import MappingSet
+from migration.models import FieldMapping, MappingSet
 from migration.services.crosswalks import crosswalks_seed_defaults
 from migration.services.mappings import mapping_set_import_contract
 from migration.services.snapshots import snapshot_extract
@@ -123,7 +123,7 @@ class Command(ControlPlaneCommand):
         ms = mapping_set_import_contract(
             actor="seed_demo", project=project, source_snapshot=snapshot
         )
-        fields = sum(t.field_mappings.count() for t in ms.table_mappings.all())
+        fields = FieldMapping.objects.filter(table_mapping__mapping_set=ms).count()
         self.stdout.write(
             f"Mapping set {ms.name!r}: {fields} field mappings proposed for "
             "the stewards' review."
