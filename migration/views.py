@@ -503,6 +503,16 @@ def snapshot_job_view(
     return render(request, "migration/snapshot_job.html", context)
 
 
+def _snapshot(
+    request: HtmxHttpRequest, project: Any, snapshot_id: int
+) -> SchemaSnapshot:
+    return access_object(
+        request.user,
+        SchemaSnapshot.objects.filter(project=project).select_related("connector"),
+        snapshot_id,
+    )
+
+
 @login_required
 @require_GET
 @patient_data
@@ -511,11 +521,7 @@ def snapshot_detail(
 ) -> HttpResponse:
     """Show a snapshot's tables and one table's column profiles (PID masked)."""
     project = page_project(request, project_id)
-    snapshot = access_object(
-        request.user,
-        SchemaSnapshot.objects.filter(project=project).select_related("connector"),
-        snapshot_id,
-    )
+    snapshot = _snapshot(request, project, snapshot_id)
     tables = snapshot.tables or []
     names = [str(t["name"]) for t in tables]
     table = request.GET.get("table", "")
@@ -554,9 +560,7 @@ def mappingset_import(
 ) -> HttpResponse:
     """Start a mapping set of this snapshot from the packaged default contract."""
     project = page_project(request, project_id)
-    snapshot = access_object(
-        request.user, SchemaSnapshot.objects.filter(project=project), snapshot_id
-    )
+    snapshot = _snapshot(request, project, snapshot_id)
     back = reverse("migration:snapshot-detail", args=[project.pk, snapshot.pk])
     try:
         ms = mapping_set_import_contract(
@@ -582,11 +586,7 @@ def mappingset_suggest(
 ) -> HttpResponse:
     """Start a mapping set of this snapshot with the suggestions as drafts."""
     project = page_project(request, project_id)
-    snapshot = access_object(
-        request.user,
-        SchemaSnapshot.objects.filter(project=project).select_related("connector"),
-        snapshot_id,
-    )
+    snapshot = _snapshot(request, project, snapshot_id)
     back = reverse("migration:snapshot-detail", args=[project.pk, snapshot.pk])
     name = request.POST.get("name", "").strip()
     if not name:
