@@ -285,3 +285,138 @@ def test_tokens_made_or_deleted_outside_our_command_and_the_admin_are_audited() 
     assert len(_events("governance.api_token.revoked")) == 2
     _no_secret_in_the_chain(key, new_key)
     assert verify_database().ok
+
+
+def _schedule_post(schedule: Any, **changes: Any) -> dict[str, Any]:
+    from django.utils import timezone
+
+    next_run = timezone.localtime(schedule.next_run)
+    body = {
+        "schedule_type": schedule.schedule_type,
+        "minutes": schedule.minutes or "",
+        "cron": schedule.cron or "",
+        "next_run_0": next_run.strftime("%Y-%m-%d"),
+        "next_run_1": next_run.strftime("%H:%M:%S"),
+        # A field with a callable default posts its initial value too.
+        "initial-next_run_0": next_run.strftime("%Y-%m-%d"),
+        "initial-next_run_1": next_run.strftime("%H:%M:%S"),
+        "repeats": schedule.repeats,
+        "cluster": schedule.cluster or "",
+    }
+    body.update(changes)
+    return body
+
+
+def test_q2_schedules_keep_what_they_call_and_a_timing_change_is_audited(
+    admin_client: Any,
+) -> None:
+    """django-q2's admin would schedule any dotted callable with any arguments."""
+    from django_q.models import Schedule
+
+    from migration.schedules import SCHEDULES
+
+    stale = Schedule.objects.get(func="migration.tasks.runs_detect_stale")
+    stale.next_run = stale.next_run.replace(microsecond=0)
+    stale.save(update_fields=["next_run"])
+    assert Schedule.objects.count() == len(SCHEDULES)  # written by migrate
+    url = f"/admin/django_q/schedule/{stale.pk}/change/"
+    page = admin_client.post(
+        url,
+        _schedule_post(
+            stale, minutes=2, func="os.system", hook="os.system", args="'rm -rf /'"
+        ),
+    )
+    assert page.status_code == 302, page.content[:3000]
+    stale.refresh_from_db()
+    assert stale.minutes == 2
+    assert (stale.func, stale.hook, stale.args) == (
+        "migration.tasks.runs_detect_stale",
+        None,
+        None,
+    )
+    [event] = _events("admin.django_q.schedule.changed")
+    assert event.data["object"] == (
+        "schedule 'pasportal: fail runs whose worker died' "
+        "(migration.tasks.runs_detect_stale)"
+    )
+    assert event.data["change"][0]["changed"]["fields"] == ["Minutes"]
+    assert event.actor["username"] == "admin"
+
+    refused = admin_client.post(url, _schedule_post(stale, minutes=0))
+    assert refused.status_code == 200
+    assert "needs N of 1 or more" in refused.content.decode()
+    stale.refresh_from_db()
+    assert stale.minutes == 2
+
+    assert admin_client.get("/admin/django_q/schedule/add/").status_code == 403
+    gone = admin_client.post(
+        f"/admin/django_q/schedule/{stale.pk}/delete/", {"post": "yes"}
+    )
+    assert gone.status_code == 403
+    assert Schedule.objects.filter(pk=stale.pk).exists()
+    assert verify_database().ok
+
+
+def test_q2_task_results_cannot_be_resubmitted_or_edited_and_deletion_is_audited(
+    admin_client: Any,
+) -> None:
+    """A run's task resubmitted from here would go round the run services."""
+    from django.utils import timezone
+    from django_q.models import Failure, OrmQ
+
+    now = timezone.now()
+    failed = Failure.objects.create(
+        id="a" * 32,
+        name="run-7",
+        func="migration.tasks.run_execute",
+        args=(7,),
+        result="worker died",
+        started=now,
+        stopped=now,
+        success=False,
+    )
+    listing = admin_client.get("/admin/django_q/failure/")
+    assert listing.status_code == 200
+    assert "resubmit_task" not in listing.content.decode()
+    resubmit = admin_client.post(
+        "/admin/django_q/failure/",
+        {"action": "resubmit_task", "_selected_action": [failed.pk]},
+    )
+    assert resubmit.status_code == 302  # Django: "No action selected."
+    assert OrmQ.objects.count() == 0 and Failure.objects.filter(pk=failed.pk).exists()
+    edit = admin_client.post(
+        f"/admin/django_q/failure/{failed.pk}/change/", {"result": "fine"}
+    )
+    assert edit.status_code == 403
+
+    deleted = admin_client.post(
+        "/admin/django_q/failure/",
+        {"action": "delete_selected", "_selected_action": [failed.pk], "post": "yes"},
+    )
+    assert deleted.status_code == 302, deleted.content[:2000]
+    assert not Failure.objects.filter(pk=failed.pk).exists()
+    [event] = _events("admin.django_q.failure.deleted")
+    assert event.data["object"] == "task 'run-7' (migration.tasks.run_execute)"
+    assert "worker died" not in json.dumps(event.data)
+    assert verify_database().ok
+
+
+def test_the_orm_queue_is_read_only_in_the_admin(admin_client: Any) -> None:
+    from django_q.models import OrmQ
+    from django_q.signing import SignedPackage
+
+    queued = OrmQ.objects.create(
+        key="pasportal",
+        payload=SignedPackage.dumps(
+            {"id": "b" * 32, "name": "run-8", "func": "migration.tasks.run_execute"}
+        ),
+        lock=None,
+    )
+    assert (
+        admin_client.get(f"/admin/django_q/ormq/{queued.pk}/change/").status_code == 200
+    )
+    deleted = admin_client.post(
+        f"/admin/django_q/ormq/{queued.pk}/delete/", {"post": "yes"}
+    )
+    assert deleted.status_code == 403
+    assert OrmQ.objects.filter(pk=queued.pk).exists()
