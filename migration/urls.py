@@ -66,6 +66,11 @@ urlpatterns = [
         name="fieldmapping-edit",
     ),
     path(
+        "fields/<int:fm_id>/step-args/",
+        views.fieldmapping_step_args,
+        name="fieldmapping-step-args",
+    ),
+    path(
         "fields/<int:fm_id>/rationale/",
         views.fieldmapping_rationale,
         name="fieldmapping-rationale",

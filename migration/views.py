@@ -8,7 +8,6 @@ htmx). No workflow rule lives here; refusals come from the services.
 from __future__ import annotations
 
 import csv
-import json
 from collections import Counter
 from typing import Any
 
@@ -17,7 +16,12 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Max, Q
-from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.http import (
+    Http404,
+    HttpResponse,
+    HttpResponseBadRequest,
+    StreamingHttpResponse,
+)
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -26,7 +30,6 @@ from connectors.models import Connector, ConnectorRole
 from governance.access import access_object
 from governance.audit import Refused
 from migration.engine.errors import EngineError
-from migration.engine.transforms import REGISTRY
 from migration.models import (
     CodeSystem,
     Concept,
@@ -85,6 +88,14 @@ from migration.services.runs import (
 )
 from migration.services.snapshots import snapshot_extract_request, snapshot_job
 from migration.services.suggestions import mapping_suggestions_apply, target_model_for
+from migration.steps import PREFIX as STEP_PREFIX
+from migration.steps import (
+    describe_step,
+    editor_rows,
+    step_kinds,
+    step_row,
+    steps_from_form,
+)
 from pasportal import svg
 from pasportal.htmx import HtmxHttpRequest
 from pasportal.views import page_project, patient_data, project_perms, refused
@@ -814,12 +825,14 @@ def tablemapping_detail(
             fm.last_changed_by_id,
         )
         row["transforms"] = (
-            " → ".join(str(s.get("name")) for s in fm.transforms or []) if fm else ""
+            " → ".join(
+                describe_step(s) for s in fm.transforms or [] if isinstance(s, dict)
+            )
+            if fm
+            else ""
         )
         row["needs_rationale"] = fm is not None and field_mapping_needs_rationale(fm)
-        row["transforms_json"] = (
-            json.dumps(fm.transforms or [], indent=1) if fm else "[]"
-        )
+        row["steps"] = editor_rows(fm.transforms or []) if fm else []
     source = next(
         (
             t
@@ -840,7 +853,7 @@ def tablemapping_detail(
             "verbs": list(REVIEW_VERBS),
             "source_columns": [str(c["name"]) for c in source.get("columns", [])],
             "crosswalks": Crosswalk.objects.filter(project=project).order_by("slug"),
-            "transform_names": sorted(REGISTRY),
+            "step_kinds": step_kinds(),
         },
     )
 
@@ -857,15 +870,12 @@ def fieldmapping_edit(
     project = page_project(request, project_id)
     fm = _field_mapping(request, project, fm_id)
     to = _tm_url(fm) + f"#field-{fm.pk}"
-    try:
-        steps = json.loads(request.POST.get("transforms", "") or "[]")
-    except json.JSONDecodeError as exc:
-        messages.error(
-            request,
-            f"{fm.target_field}: the transforms are not valid JSON "
-            f"(line {exc.lineno}, column {exc.colno}: {exc.msg})",
-        )
-        return redirect(to)
+    # The step editor's rows (absent: the transforms stay as they are).
+    steps = (
+        steps_from_form(request.POST, fm.transforms or [])
+        if "steps" in request.POST
+        else fm.transforms
+    )
     xw_id = request.POST.get("crosswalk", "")
     crosswalk = (
         Crosswalk.objects.filter(project=project, pk=xw_id).first()
@@ -897,6 +907,35 @@ def fieldmapping_edit(
         "(you last changed it)",
     )
     return redirect(to)
+
+
+@login_required
+@require_GET
+def fieldmapping_step_args(
+    request: HtmxHttpRequest, project_id: int, fm_id: int
+) -> HttpResponse:
+    """The argument boxes of one row of the step editor, for the transform chosen.
+
+    htmx asks for them when a row's transform changes; a row that had this
+    transform when the page was drawn gets its stored values back."""
+    project = page_project(request, project_id)
+    fm = _field_mapping(request, project, fm_id)
+    prefix = request.GET.get("prefix", "")
+    match = STEP_PREFIX.match(prefix)
+    if match is None:
+        return HttpResponseBadRequest("prefix must be step-N or step-new")
+    name = request.GET.get(f"{prefix}-name", "")
+    stored = fm.transforms or []
+    index = match.group(1)
+    was = stored[int(index)] if index.isdigit() and int(index) < len(stored) else {}
+    args = (
+        was.get("args") if isinstance(was, dict) and was.get("name") == name else None
+    )
+    return render(
+        request,
+        "migration/_step_args.html",
+        {"fm": fm, "s": step_row(prefix, name, args)},
+    )
 
 
 def _field_mapping(request: HtmxHttpRequest, project: Any, fm_id: int) -> FieldMapping:

@@ -78,6 +78,7 @@ POLICY: dict[str, tuple[str, dict[str, int]]] = {
     "migration:fieldmapping-preview": ("GET", VIEW_PAGE),
     "migration:fieldmapping-rationale": ("POST", only(dm_engineer=302, steward=302)),
     "migration:fieldmapping-edit": ("POST", only(dm_engineer=302, steward=302)),
+    "migration:fieldmapping-step-args": ("GET", VIEW_PAGE),
     "migration:crosswalk-list": ("GET", VIEW_PAGE),
     "migration:crosswalks-seed": ("POST", only(dm_engineer=302, steward=302)),
     "migration:crosswalk-detail": ("GET", VIEW_PAGE),
@@ -216,7 +217,7 @@ def _data(name: str, world: dict[str, Any]) -> dict[str, Any]:
         "migration:fieldmapping-review": {"verb": "flag", "comment": "check dates"},
         "migration:mappingset-suggest": {"name": "From suggestions"},
         "migration:fieldmapping-rationale": {"rationale": "ISO dates in the extract"},
-        "migration:fieldmapping-edit": {"transforms": "[]"},
+        "migration:fieldmapping-edit": {"steps": "0"},
         "migration:crosswalk-import": {
             "file": SimpleUploadedFile(
                 "rows.csv",
@@ -246,6 +247,8 @@ def _data(name: str, world: dict[str, Any]) -> dict[str, Any]:
 
 
 def _query(name: str, world: dict[str, Any]) -> str:
+    if name == "migration:fieldmapping-step-args":
+        return "?prefix=step-new&step-new-name=date_parse"
     if name == "migration:snapshot-diff":
         s = world["snapshot"]
         return f"?old={s.pk}&new={world['snapshot2'].pk}"

@@ -116,6 +116,37 @@ def test_steward_reviews_previews_and_approves(
     shot(page, "a-steward", "04-own-change-needs-second-steward")
 
 
+def test_steward_adds_a_transform_step_with_its_own_argument_boxes(
+    live_server: Any, world: dict[str, Any], steward: Any
+) -> None:
+    base = live_server.url
+    p = world["project"].pk
+    fm = world["theirs"][1]
+    before = list(fm.transforms or [])
+    page = _PAGES["page"]
+    login(page, base, steward.username)
+    tm = fm.table_mapping
+    page.goto(f"{base}/projects/{p}/mappings/{tm.mapping_set_id}/tables/{tm.pk}/")
+    card = page.locator(f"#field-{fm.pk}")
+    card.locator(f"text=Change the mapping of {fm.target_field}").click()
+    new = card.locator(f"#fm{fm.pk}-step-new")
+    assert new.locator("input[name='step-new-arg-format']").count() == 0
+    new.locator("select[name='step-new-name']").select_option("date_parse")
+    box = new.locator("input[name='step-new-arg-format']")
+    box.wait_for()  # htmx swapped in the boxes date_parse takes
+    assert "Python strptime codes" in new.inner_text()
+    box.fill("%d/%m/%Y")
+    shot(page, "a-steward", "05-step-editor")
+    card.locator("button:has-text('Save the mapping')").click()
+    page.wait_for_selector("[role=status]:has-text('mapping changed')")
+    fm.refresh_from_db()
+    assert fm.transforms == [
+        *before,
+        {"name": "date_parse", "args": {"format": "%d/%m/%Y"}},
+    ]
+    assert fm.last_changed_by_id == steward.pk
+
+
 @pytest.fixture(autouse=True)
 def _register_page(page: Any) -> Iterator[None]:
     _PAGES["page"] = page

@@ -274,8 +274,6 @@ def test_a_mapping_set_starts_from_suggestions_on_the_snapshot_page(
 def test_a_steward_changes_a_mapping_in_the_page_and_it_goes_back_for_review(
     project: Any, snapshot: Any, steward: Any, steward2: Any
 ) -> None:
-    import json
-
     from migration.services.crosswalks import crosswalks_seed_defaults
     from migration.services.mappings import (
         field_mapping_approve,
@@ -302,36 +300,88 @@ def test_a_steward_changes_a_mapping_in_the_page_and_it_goes_back_for_review(
     ).content.decode()
     assert "Change the mapping of family_name" in page
     assert '<option value="PAPMI_Surname" selected>' in page
+    # The steps are rows of a form, never JSON to type.
+    assert 'name="step-0-name"' in page and "Add a step" in page
+    assert fm.transforms  # the default contract's chain for the surname
     url = reverse("migration:fieldmapping-edit", args=[project.pk, fm.pk])
-    broken = client.post(url, {"transforms": "[{"}, follow=True).content.decode()
-    assert "the transforms are not valid JSON" in broken
+    unchanged = {
+        "source_columns": ["PAPMI_Surname"],
+        **({"crosswalk_strict": "on"} if fm.crosswalk_strict else {}),
+        "steps": str(len(fm.transforms)),
+        **{f"step-{i}-name": s["name"] for i, s in enumerate(fm.transforms)},
+        **{f"step-{i}-position": str(i + 1) for i in range(len(fm.transforms))},
+    }
+    client.post(url, unchanged, follow=True)
+    fm.refresh_from_db()
+    assert fm.status == ReviewStatus.APPROVED  # saved untouched: nothing changed
     unknown = client.post(
-        url,
-        {"source_columns": ["PAPMI_Surname"], "transforms": '[{"name": "eval"}]'},
-        follow=True,
+        url, {**unchanged, "step-new-name": "eval"}, follow=True
     ).content.decode()
     assert "unknown transform &#x27;eval&#x27;" in unknown
+    missing = client.post(
+        url, {**unchanged, "step-new-name": "date_parse"}, follow=True
+    ).content.decode()
+    assert "missing args [&#x27;format&#x27;]" in missing
     orphan = client.post(
-        url,
-        {
-            "source_columns": ["PAPMI_Surname"],
-            "transforms": '[{"name": "crosswalk", "args": {}}]',
-        },
-        follow=True,
+        url, {**unchanged, "steps": "0", "step-new-name": "crosswalk"}, follow=True
     ).content.decode()
     assert "a crosswalk step needs the crosswalk it translates with" in orphan
     fm.refresh_from_db()
     assert fm.status == ReviewStatus.APPROVED  # nothing changed by bad input
-    steps = [{"name": "trim", "args": {}}, {"name": "upper", "args": {}}]
-    saved = client.post(
-        url,
-        {"source_columns": ["PAPMI_Surname"], "transforms": json.dumps(steps)},
-        follow=True,
-    ).content.decode()
+    # Remove every stored step but the first, and add "upper" before it.
+    changed = {
+        **unchanged,
+        **{f"step-{i}-remove": "on" for i in range(1, len(fm.transforms))},
+        "step-new-name": "upper",
+        "step-new-position": "1",
+    }
+    first = fm.transforms[0]
+    saved = client.post(url, changed, follow=True).content.decode()
     assert "mapping changed; another steward must approve it" in saved
     fm.refresh_from_db()
-    assert fm.transforms == steps and fm.source_columns == ["PAPMI_Surname"]
+    assert fm.transforms == [{"name": "upper", "args": {}}, first]
+    assert fm.source_columns == ["PAPMI_Surname"]
     assert fm.status == ReviewStatus.PROPOSED and fm.last_changed_by == steward
     assert AuditEvent.objects.filter(
         action="migration.field_mapping.updated", target_id=str(fm.pk)
     ).exists()
+
+
+def test_the_step_editor_shows_a_transforms_own_argument_boxes(
+    project: Any, snapshot: Any, steward: Any
+) -> None:
+    from migration.services.crosswalks import crosswalks_seed_defaults
+    from migration.services.mappings import mapping_set_import_contract
+
+    crosswalks_seed_defaults(actor="tests", project=project)
+    ms = mapping_set_import_contract(
+        actor="tests", project=project, source_snapshot=snapshot
+    )
+    fm = FieldMapping.objects.get(
+        table_mapping__mapping_set=ms,
+        table_mapping__target_table="patient",
+        target_field="family_name",
+    )
+    fm.transforms = [{"name": "date_parse", "args": {"format": "%d/%m/%Y"}}]
+    fm.save(update_fields=["transforms"])
+    client = Client()
+    client.force_login(steward)
+    url = reverse("migration:fieldmapping-step-args", args=[project.pk, fm.pk])
+    same = client.get(url, {"prefix": "step-0", "step-0-name": "date_parse"})
+    html = same.content.decode()
+    assert same.status_code == 200
+    assert 'name="step-0-arg-format"' in html and 'value="%d/%m/%Y"' in html
+    assert 'name="step-0-arg-reason"' in html and "(optional)" in html
+    other = client.get(
+        url, {"prefix": "step-new", "step-new-name": "split"}
+    ).content.decode()
+    assert 'name="step-new-arg-sep"' in other and 'name="step-new-arg-index"' in other
+    assert "Counting from 0" in other and 'value="%d/%m/%Y"' not in other
+    assert client.get(url, {"prefix": "../x"}).status_code == 400
+    page = client.get(
+        reverse(
+            "migration:tablemapping-detail",
+            args=[project.pk, ms.pk, fm.table_mapping_id],
+        )
+    ).content.decode()
+    assert "date_parse (format %d/%m/%Y)" in page  # the summary names arguments
