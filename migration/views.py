@@ -56,6 +56,7 @@ from migration.selectors_mapping import (
     snapshot_diff,
     snapshot_profile_for,
 )
+from migration.selectors_misses import run_crosswalk_misses
 from migration.selectors_preview import mapping_preview
 from migration.selectors_rejects import rejects_for
 from migration.services.contracts import contract_blockers_by_kind, contract_publish
@@ -220,6 +221,7 @@ def _run_context(request: HtmxHttpRequest, project: Any, run: Run) -> dict[str, 
         ),
         "fk_chains": report.get("fk_chains", []),
         "failure_reasons": report.get("failure_reasons", []),
+        "misses": run_crosswalk_misses(run) if run.state in TERMINAL else [],
     }
 
 

@@ -32,3 +32,60 @@ def test_each_miss_offers_its_code_systems_codes(
     for concept in live:
         assert f'<option value="{concept.code}">' in html
     assert f"{system.name}: type a code or its name to choose" in html
+
+
+def test_the_run_page_counts_what_the_crosswalks_could_not_translate(
+    world: dict[str, Any], steward: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from django.db.models import Count
+
+    from migration.models import Crosswalk, MissQueueEntry, RejectRecord
+    from migration.receivers import feed_miss_queue
+    from migration.selectors_misses import run_crosswalk_misses
+
+    project, run = world["project"], world["run"]
+    feed_miss_queue(sender=None, run=run)  # as run_finished does, on commit
+    rejected = dict(
+        RejectRecord.objects.filter(run=run, reason_code="crosswalk_miss")
+        .values_list("crosswalk_ref")
+        .annotate(n=Count("pk"))
+        .values_list("crosswalk_ref", "n")
+    )
+    defaulted: dict[str, int] = {}
+    for table in run.report["tables"]:
+        for ref, codes in (table.get("defaulted_codes") or {}).items():
+            defaulted[ref] = defaulted.get(ref, 0) + sum(codes.values())
+    misses = run_crosswalk_misses(run)
+    assert misses, "the generated PAS has local codes no crosswalk row covers"
+    assert {m.ref: m.rejected for m in misses if m.rejected} == rejected
+    assert {m.ref: m.defaulted for m in misses if m.defaulted} == defaulted
+    for m in misses:
+        assert m.crosswalk is not None  # every packaged crosswalk was seeded
+        assert (
+            m.open_entries
+            == MissQueueEntry.objects.filter(
+                run=run, crosswalk=m.crosswalk, state="open"
+            ).count()
+        )
+    client = Client()
+    client.force_login(steward)
+    url = reverse("migration:run-detail", args=[project.pk, run.pk])
+    html = client.get(url).content.decode()
+    assert "Codes the crosswalks could not translate" in html
+    top = misses[0]
+    assert (
+        f'<a href="/projects/{project.pk}/crosswalks/{top.crosswalk.pk}/">'
+        f"{top.crosswalk.name}</a>" in html
+    )
+    assert f">{top.open_entries} open</a>" in html
+    assert "not queued" not in html
+
+    # A crosswalk the project does not manage: counted, and said so.
+    Crosswalk.objects.filter(pk=top.crosswalk.pk).update(slug="renamed-here")
+    html = client.get(url).content.decode()
+    assert f'<span class="pas-mono">{top.ref}</span>' in html
+    assert "not queued</strong>: this project does not manage this crosswalk" in html
+    with caplog.at_level("WARNING", logger="pasportal.runs"):
+        feed_miss_queue(sender=None, run=run)
+    [warning] = [r for r in caplog.records if top.ref in r.getMessage()]
+    assert f"{top.distinct} untranslated code(s)" in warning.getMessage()
