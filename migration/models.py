@@ -225,6 +225,16 @@ class MissQueueEntry(models.Model):
     )
     state = models.CharField(max_length=16, choices=State.choices, default=State.OPEN)
     first_seen_at = models.DateTimeField(auto_now_add=True)
+    #: why a steward left the value untranslated (state ignored)
+    note = models.CharField(max_length=500, blank=True, default="")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-frequency"]

@@ -180,6 +180,45 @@ def missqueue_open(
     return qs.select_related("crosswalk").order_by("-frequency", "local_value")
 
 
+@dataclass(frozen=True)
+class MissGroup:
+    """One local value of one crosswalk in the queue, over every run that met it.
+
+    ``entry`` is the latest run's entry (what the page acts on: resolving or
+    ignoring it settles the value's entries of every run); ``runs`` are the
+    runs that met it, latest first.
+    """
+
+    entry: MissQueueEntry
+    runs: tuple[int, ...]
+
+
+MISS_GROUPS_SCANNED = 5000
+
+
+def missqueue_groups(
+    *, user: Any, project: Any, state: str = MissQueueEntry.State.OPEN, limit: int = 200
+) -> list[MissGroup]:
+    """Return the project's miss-queue values in ``state``, most frequent first.
+
+    One group per (crosswalk, value), however many runs met it; frequency is
+    the latest run's. At most ``limit`` groups, from the newest
+    ``MISS_GROUPS_SCANNED`` entries.
+    """
+    entries = scoped(
+        user,
+        MissQueueEntry.objects.filter(state=state, crosswalk__project=project),
+        VIEW,
+        MISS_PROJECT,
+    ).select_related("crosswalk__code_system", "decided_by")
+    groups: dict[tuple[int, str], list[MissQueueEntry]] = {}
+    for e in entries.order_by("-run_id", "pk")[:MISS_GROUPS_SCANNED]:
+        groups.setdefault((e.crosswalk_id, e.local_value), []).append(e)
+    out = [MissGroup(es[0], tuple(e.run_id for e in es)) for es in groups.values()]
+    out.sort(key=lambda g: (-g.entry.frequency, g.entry.local_value, g.entry.pk))
+    return out[:limit]
+
+
 def crosswalk_export_csv(*, crosswalk: Crosswalk) -> bytes:
     """Return the crosswalk's rows as UTF-8 CSV (the import format plus ``status``)."""
     buf = io.StringIO()

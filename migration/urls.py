@@ -106,6 +106,16 @@ urlpatterns = [
     ),
     path("misses/", views.miss_list, name="miss-list"),
     path("misses/<int:miss_id>/resolve/", views.miss_resolve, name="miss-resolve"),
+    path(
+        "misses/<int:miss_id>/ignore/",
+        views.miss_ignore,
+        name="miss-ignore",
+    ),
+    path(
+        "misses/<int:miss_id>/reopen/",
+        views.miss_reopen,
+        name="miss-reopen",
+    ),
     # runs
     path("runs/", views.run_list, name="run-list"),
     path("runs/new/", views.run_create, name="run-create"),

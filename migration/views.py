@@ -52,6 +52,7 @@ from migration.selectors_mapping import (
     crosswalks_default_missing,
     field_mappings_for_review,
     mapping_unmapped_report,
+    missqueue_groups,
     missqueue_open,
     snapshot_diff,
     snapshot_profile_for,
@@ -67,6 +68,8 @@ from migration.services.crosswalks import (
     crosswalk_row_reject,
     crosswalk_row_update,
     crosswalks_seed_defaults,
+    missqueue_ignore,
+    missqueue_reopen,
     missqueue_resolve,
 )
 from migration.services.mappings import (
@@ -1106,6 +1109,9 @@ def crosswalk_list(request: HtmxHttpRequest, project_id: int) -> HttpResponse:
             "systems": systems,
             "open_misses": missqueue_open(user=request.user)
             .filter(crosswalk__project=project)
+            .order_by()
+            .values("crosswalk", "local_value")
+            .distinct()
             .count(),
             "seedable": crosswalks_default_missing(project=project),
         },
@@ -1278,11 +1284,11 @@ def crosswalkrow_rationale(
 def miss_list(request: HtmxHttpRequest, project_id: int) -> HttpResponse:
     """Show the open miss queue, most frequent values first, with add-a-row forms."""
     project = page_project(request, project_id)
-    entries = list(
-        missqueue_open(user=request.user)
-        .filter(crosswalk__project=project)
-        .select_related("crosswalk__code_system")[:200]
+    groups = missqueue_groups(user=request.user, project=project)
+    ignored = missqueue_groups(
+        user=request.user, project=project, state=MissQueueEntry.State.IGNORED
     )
+    entries = [g.entry for g in groups]
     # The national codes each entry may take, offered as the steward types
     # (a datalist per code system: the field still takes any text, and the
     # service refuses a code the system does not have).
@@ -1298,7 +1304,8 @@ def miss_list(request: HtmxHttpRequest, project_id: int) -> HttpResponse:
         {
             "project": project,
             "perms": project_perms(request.user, project),
-            "entries": entries,
+            "groups": groups,
+            "ignored": ignored,
             "code_lists": [(systems[pk], concepts[pk]) for pk in systems],
             "equivalences": [
                 (v, label) for v, label in Equivalence.choices if v != "unmatched"
@@ -1315,14 +1322,7 @@ def miss_resolve(
 ) -> HttpResponse:
     """Add a proposed crosswalk row for a missed value (resolves its entries)."""
     project = page_project(request, project_id)
-    entry = access_object(
-        request.user,
-        MissQueueEntry.objects.filter(crosswalk__project=project).select_related(
-            "crosswalk"
-        ),
-        miss_id,
-        project_field="crosswalk__project",
-    )
+    entry = _miss_entry(request, project, miss_id)
     to = reverse("migration:miss-list", args=[project.pk])
     try:
         row = missqueue_resolve(
@@ -1338,5 +1338,58 @@ def miss_resolve(
         request,
         f"Row {row.local_code} → {row.target_code or '∅'} proposed in "
         f"{entry.crosswalk.name}",
+    )
+    return redirect(to)
+
+
+def _miss_entry(request: HtmxHttpRequest, project: Any, miss_id: int) -> MissQueueEntry:
+    return access_object(
+        request.user,
+        MissQueueEntry.objects.filter(crosswalk__project=project).select_related(
+            "crosswalk"
+        ),
+        miss_id,
+        project_field="crosswalk__project",
+    )
+
+
+@login_required
+@require_POST
+def miss_ignore(
+    request: HtmxHttpRequest, project_id: int, miss_id: int
+) -> HttpResponse:
+    """Leave a missed value untranslated, with the steward's reason."""
+    project = page_project(request, project_id)
+    entry = _miss_entry(request, project, miss_id)
+    to = reverse("migration:miss-list", args=[project.pk])
+    try:
+        missqueue_ignore(
+            actor=request.user, entry=entry, note=request.POST.get("note", "")
+        )
+    except Refused as exc:
+        return refused(request, exc, to)
+    messages.success(
+        request,
+        f"{entry.local_value} in {entry.crosswalk.name} left untranslated; "
+        "later runs will not queue it again",
+    )
+    return redirect(to)
+
+
+@login_required
+@require_POST
+def miss_reopen(
+    request: HtmxHttpRequest, project_id: int, miss_id: int
+) -> HttpResponse:
+    """Put an ignored value back in the miss queue."""
+    project = page_project(request, project_id)
+    entry = _miss_entry(request, project, miss_id)
+    to = reverse("migration:miss-list", args=[project.pk])
+    try:
+        missqueue_reopen(actor=request.user, entry=entry)
+    except Refused as exc:
+        return refused(request, exc, to)
+    messages.success(
+        request, f"{entry.local_value} in {entry.crosswalk.name} is back in the queue"
     )
     return redirect(to)

@@ -526,8 +526,17 @@ class MissQueueEntrySerializer(serializers.ModelSerializer[MissQueueEntry]):
             "run",
             "state",
             "first_seen_at",
+            "note",
+            "decided_by",
+            "decided_at",
         ]
         read_only_fields = fields
+
+
+class MissIgnoreSerializer(serializers.Serializer[Any]):
+    """Leave a missed value untranslated: why it needs no crosswalk row."""
+
+    note = serializers.CharField(max_length=500)
 
 
 class MissResolveSerializer(serializers.Serializer[Any]):

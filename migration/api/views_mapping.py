@@ -34,6 +34,7 @@ from migration.api.serializers import (
     MappingSetCreateSerializer,
     MappingSetImportSerializer,
     MappingSetSerializer,
+    MissIgnoreSerializer,
     MissQueueEntrySerializer,
     MissResolveSerializer,
     ReviewSerializer,
@@ -601,11 +602,22 @@ class CrosswalkRowViewSet(
         MissResolveSerializer,
         _ROW,
     ),
+    ignore=_write(
+        "Leave the value untranslated (its entries of every run, and later "
+        "runs'), with the reason",
+        MissIgnoreSerializer,
+        MissQueueEntrySerializer,
+    ),
+    reopen=_write(
+        "Put an ignored value back in the queue",
+        None,
+        MissQueueEntrySerializer,
+    ),
 )
 class MissQueueViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScoped, GenericViewSet
 ):
-    """The miss queue; resolving needs ``edit_mapping`` (service)."""
+    """The miss queue; resolving, ignoring and reopening need ``edit_mapping``."""
 
     queryset = MissQueueEntry.objects.select_related("crosswalk")
     serializer_class = MissQueueEntrySerializer
@@ -628,3 +640,21 @@ class MissQueueViewSet(
             actor=request.user, entry=entry, **body.validated_data
         )
         return Response(_ROW(row).data, status=status.HTTP_201_CREATED)
+
+    @action(detail=True, methods=["post"])
+    def ignore(self, request: Request, pk: str) -> Response:
+        """Call ``missqueue_ignore``."""
+        entry = self.get_object()
+        body = MissIgnoreSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        xw_services.missqueue_ignore(
+            actor=request.user, entry=entry, note=body.validated_data["note"]
+        )
+        return Response(MissQueueEntrySerializer(entry).data)
+
+    @action(detail=True, methods=["post"])
+    def reopen(self, request: Request, pk: str) -> Response:
+        """Call ``missqueue_reopen``."""
+        entry = self.get_object()
+        xw_services.missqueue_reopen(actor=request.user, entry=entry)
+        return Response(MissQueueEntrySerializer(entry).data)

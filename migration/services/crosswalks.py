@@ -862,15 +862,49 @@ def missqueue_record(
     if crosswalk.project_id != run.project_id:
         raise ValueError("the crosswalk belongs to another project than the run")
     entries: list[MissQueueEntry] = []
+    values = {str(v)[:200] for v in counts}
+    # A value a steward left untranslated stays so in later runs (until
+    # reopened); one that already has a crosswalk row (proposed, or approved
+    # after this run's contract) is resolved: neither needs the queue again.
+    ignored = {
+        e.local_value: e
+        for e in MissQueueEntry.objects.filter(
+            crosswalk=crosswalk,
+            local_value__in=values,
+            state=MissQueueEntry.State.IGNORED,
+        ).order_by("decided_at", "pk")  # the latest decision wins
+    }
+    has_row = set(
+        crosswalk.rows.filter(local_code__in=values).values_list(
+            "local_code", flat=True
+        )
+    )
+
+    def first_state(local: str) -> str:
+        if local in has_row:
+            return MissQueueEntry.State.RESOLVED
+        if local in ignored:
+            return MissQueueEntry.State.IGNORED
+        return MissQueueEntry.State.OPEN
+
     with transaction.atomic():
         for value, n in sorted(counts.items()):
+            local = str(value)[:200]
             entry, _ = MissQueueEntry.objects.update_or_create(
                 crosswalk=crosswalk,
                 run=run,
-                local_value=str(value)[:200],
+                local_value=local,
                 defaults={
                     "frequency": int(n),
                     "defaulted": min(int(defaulted.get(value, 0)), int(n)),
+                },
+                create_defaults={
+                    "frequency": int(n),
+                    "defaulted": min(int(defaulted.get(value, 0)), int(n)),
+                    "state": first_state(local),
+                    **_decision_of(
+                        ignored.get(local) if local not in has_row else None
+                    ),
                 },
             )
             entries.append(entry)
@@ -885,9 +919,122 @@ def missqueue_record(
                 "distinct": len(entries),
                 "total": sum(int(n) for n in counts.values()),
                 "defaulted": sum(int(n) for n in defaulted.values()),
+                "open": sum(e.state == MissQueueEntry.State.OPEN for e in entries),
             },
         )
     return entries
+
+
+def _decision_of(entry: MissQueueEntry | None) -> dict[str, Any]:
+    """Return the steward's decision on ``entry``, to carry to a later run's entry."""
+    if entry is None:
+        return {}
+    return {
+        "note": entry.note,
+        "decided_by_id": entry.decided_by_id,
+        "decided_at": entry.decided_at,
+    }
+
+
+def _miss_decision(
+    *,
+    actor: Any,
+    entry: MissQueueEntry,
+    verb: str,
+    done: str,
+    from_state: str,
+    to_state: str,
+    note: str = "",
+) -> int:
+    """Move every ``from_state`` entry of the entry's value (all runs) to ``to_state``."""
+    crosswalk = entry.crosswalk
+    project_id = crosswalk.project_id
+    refusal: tuple[str, str] | None = None
+    if not _is_user(actor) or not user_has_project_perm(
+        actor, project_id, "edit_mapping"
+    ):
+        refusal = ("forbidden", "you may not edit crosswalks on this project")
+    elif verb == "ignore" and not note:
+        refusal = (
+            "no_reason",
+            "say why the value stays untranslated (e.g. not a code: a data-entry error)",
+        )
+    elif len(note) > 500:
+        refusal = ("invalid", "the reason is longer than 500 characters")
+    n = 0
+    if refusal is None:
+        with transaction.atomic():
+            locked = MissQueueEntry.objects.select_for_update().get(pk=entry.pk)
+            if locked.state != from_state:
+                refusal = ("not_" + from_state, f"this entry is {locked.state}")
+            else:
+                n = MissQueueEntry.objects.filter(
+                    crosswalk=crosswalk,
+                    local_value=locked.local_value,
+                    state=from_state,
+                ).update(
+                    state=to_state,
+                    note=note,
+                    decided_by=actor,
+                    decided_at=timezone.now(),
+                )
+                # The value stays out of the trail (see missqueue_record).
+                audit.record(
+                    actor=actor,
+                    action=f"migration.missqueue.{done}",
+                    target=locked,
+                    project=project_id,
+                    data={
+                        "entries": n,
+                        "from": from_state,
+                        "to": to_state,
+                        **({"reason": note} if note else {}),
+                    },
+                )
+    if refusal is not None:
+        raise audit.refuse(
+            actor=actor,
+            action=f"migration.missqueue.{verb}_refused",
+            reason=refusal[1],
+            code=refusal[0],
+            target=entry,
+            project=project_id,
+        )
+    entry.refresh_from_db()
+    return n
+
+
+def missqueue_ignore(*, actor: Any, entry: MissQueueEntry, note: str) -> int:
+    """Leave a missed value untranslated, saying why; return the entries changed.
+
+    Every open entry of the value in that crosswalk (any run) becomes
+    ``ignored``, and so will the value's entries from later runs, until
+    reopened: its rows are still rejected (strict) or defaulted (lenient) as
+    the contract says -- this is the stewards' triage, not a translation.
+    Refused ``forbidden`` without edit_mapping, ``no_reason`` without a
+    reason, ``not_open`` when the entry is not open.
+    """
+    return _miss_decision(
+        actor=actor,
+        entry=entry,
+        verb="ignore",
+        done="ignored",
+        from_state=MissQueueEntry.State.OPEN,
+        to_state=MissQueueEntry.State.IGNORED,
+        note=note.strip(),
+    )
+
+
+def missqueue_reopen(*, actor: Any, entry: MissQueueEntry) -> int:
+    """Put an ignored value back in the queue; return the entries changed."""
+    return _miss_decision(
+        actor=actor,
+        entry=entry,
+        verb="reopen",
+        done="reopened",
+        from_state=MissQueueEntry.State.IGNORED,
+        to_state=MissQueueEntry.State.OPEN,
+    )
 
 
 def missqueue_resolve(

@@ -256,6 +256,14 @@ def build_world(
     w["miss"] = MissQueueEntry.objects.create(
         crosswalk=w["crosswalk"], local_value="X", frequency=3, run=w["run_ok"]
     )
+    w["miss_ignored"] = MissQueueEntry.objects.create(
+        crosswalk=w["crosswalk"],
+        local_value="Y",
+        frequency=1,
+        run=w["run_ok"],
+        state=MissQueueEntry.State.IGNORED,
+        note="a data-entry error",
+    )
     return w
 
 

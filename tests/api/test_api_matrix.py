@@ -224,6 +224,14 @@ POLICY: dict[tuple[str, str], Rule] = {
             "rationale": "X is male",
         },
     ),
+    ("miss-queue-ignore", "POST"): Rule(
+        expect("401 200 200 404 403 200"),
+        obj="miss",
+        body=lambda w: {"note": "a data-entry error"},
+    ),
+    ("miss-queue-reopen", "POST"): Rule(
+        expect("401 200 200 404 403 200"), obj="miss_ignored", body=lambda w: {}
+    ),
     # --- contracts (publishing an unapproved set is a 409 for those allowed)
     ("contract-list", "GET"): Rule(LIST),
     ("contract-list", "POST"): Rule(

@@ -87,6 +87,8 @@ OBJECT_ENDPOINTS: list[tuple[str, str, str, dict[str, Any] | None]] = [
         "miss",
         {"target_code": "1", "equivalence": "equal"},
     ),
+    ("miss-queue-ignore", "post", "miss", {"note": "typo"}),
+    ("miss-queue-reopen", "post", "miss_ignored", {}),
     ("contract-detail", "get", "contract", None),
     ("contract-export-json", "get", "contract", None),
     ("contract-export-markdown", "get", "contract", None),

@@ -24,6 +24,7 @@ from migration.selectors_mapping import (
     access_crosswalk_row,
     crosswalk_export_csv,
     crosswalk_rows_for,
+    missqueue_groups,
     missqueue_open,
 )
 from migration.services.crosswalks import (
@@ -39,7 +40,9 @@ from migration.services.crosswalks import (
     crosswalk_rows_bulk_approve,
     crosswalk_rows_bulk_revert,
     crosswalks_seed_defaults,
+    missqueue_ignore,
     missqueue_record,
+    missqueue_reopen,
     missqueue_resolve,
 )
 
@@ -458,7 +461,13 @@ def test_missqueue_record_and_resolve(
     ]
     assert list(missqueue_open(user=other_steward)) == []
     ev = audit_log("migration.missqueue.recorded")
-    assert ev[-1].data == {"run": run.pk, "distinct": 2, "total": 17, "defaulted": 0}
+    assert ev[-1].data == {
+        "run": run.pk,
+        "distinct": 2,
+        "total": 17,
+        "defaulted": 0,
+        "open": 2,
+    }
     assert "Z" not in str(ev[-1].data)  # values never enter the audit trail
 
     entry = open_entries[0]
@@ -506,6 +515,88 @@ def test_missqueue_record_and_resolve(
             rationale="",
         )
     assert exc.value.code == "not_open"
+
+
+def test_a_value_left_untranslated_stays_so_in_later_runs_until_reopened(
+    run: Any,
+    project: Any,
+    steward: Any,
+    auditor: Any,
+    sex_crosswalk: Any,
+    audit_log: Any,
+) -> None:
+    later = Run.objects.create(
+        project=project, contract=run.contract, source=run.source, target=run.target
+    )
+    missqueue_record(run=run, crosswalk=sex_crosswalk, counts={"Z": 5, "m ": 3})
+    missqueue_record(run=later, crosswalk=sex_crosswalk, counts={"Z": 6, "U": 1})
+    groups = missqueue_groups(user=steward, project=project)
+    # One line per value, however many runs met it; the latest run's figures.
+    assert [(g.entry.local_value, g.entry.frequency, g.runs) for g in groups] == [
+        ("Z", 6, (later.pk, run.pk)),
+        ("m ", 3, (run.pk,)),
+        ("U", 1, (later.pk,)),
+    ]
+    z = groups[0].entry
+    for actor, note, code in (
+        (auditor, "typo", "forbidden"),
+        (steward, "  ", "no_reason"),
+        (steward, "x" * 501, "invalid"),
+    ):
+        with pytest.raises(Refused) as exc:
+            missqueue_ignore(actor=actor, entry=z, note=note)
+        assert exc.value.code == code
+    assert len(audit_log("migration.missqueue.ignore_refused")) == 3
+    assert MissQueueEntry.objects.filter(local_value="Z", state="open").count() == 2
+
+    assert missqueue_ignore(actor=steward, entry=z, note="Data-entry error") == 2
+    [event] = audit_log("migration.missqueue.ignored")
+    assert event.data == {
+        "entries": 2,
+        "from": "open",
+        "to": "ignored",
+        "reason": "Data-entry error",
+    }
+    assert '"Z"' not in str(event.data)  # the value stays out of the trail
+    assert [
+        g.entry.local_value for g in missqueue_groups(user=steward, project=project)
+    ] == [
+        "m ",
+        "U",
+    ]
+    with pytest.raises(Refused) as exc:
+        missqueue_ignore(actor=steward, entry=z, note="again")
+    assert exc.value.code == "not_open"
+
+    # A later run: Z arrives ignored, with the decision; U has a row by now.
+    third = Run.objects.create(
+        project=project, contract=run.contract, source=run.source, target=run.target
+    )
+    _row(sex_crosswalk, steward, code="U", target="X", equivalence="inexact")
+    missqueue_record(
+        run=third, crosswalk=sex_crosswalk, counts={"Z": 2, "U": 1, "Q": 4}
+    )
+    states = {
+        e.local_value: (e.state, e.note, e.decided_by)
+        for e in MissQueueEntry.objects.filter(run=third)
+    }
+    assert states == {
+        "Z": ("ignored", "Data-entry error", steward),
+        "U": ("resolved", "", None),
+        "Q": ("open", "", None),
+    }
+    ignored = missqueue_groups(user=steward, project=project, state="ignored")
+    assert [(g.entry.local_value, g.runs) for g in ignored] == [
+        ("Z", (third.pk, later.pk, run.pk))
+    ]
+
+    assert missqueue_reopen(actor=steward, entry=ignored[0].entry) == 3
+    assert not MissQueueEntry.objects.filter(state="ignored").exists()
+    assert audit_log("migration.missqueue.reopened")[-1].data == {
+        "entries": 3,
+        "from": "ignored",
+        "to": "open",
+    }
 
 
 def test_missqueue_record_rejects_foreign_crosswalk(

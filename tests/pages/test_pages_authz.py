@@ -88,6 +88,8 @@ POLICY: dict[str, tuple[str, dict[str, int]]] = {
     "migration:crosswalkrow-rationale": ("POST", only(dm_engineer=302, steward=302)),
     "migration:miss-list": ("GET", VIEW_PAGE),
     "migration:miss-resolve": ("POST", only(dm_engineer=302, steward=302)),
+    "migration:miss-ignore": ("POST", only(dm_engineer=302, steward=302)),
+    "migration:miss-reopen": ("POST", only(dm_engineer=302, steward=302)),
     "migration:run-list": ("GET", VIEW_PAGE),
     "migration:run-create": ("GET", only(dm_engineer=200)),
     "migration:run-detail": ("GET", VIEW_PAGE),
@@ -232,6 +234,7 @@ def _data(name: str, world: dict[str, Any]) -> dict[str, Any]:
             "equivalence": "equal",
             "rationale": "x",
         },
+        "migration:miss-ignore": {"note": "a data-entry error"},
         "governance:gate-evaluate": {"profile": "development"},
         "governance:waiver-create": {
             "check_id": "reject_rate",

@@ -89,3 +89,43 @@ def test_the_run_page_counts_what_the_crosswalks_could_not_translate(
         feed_miss_queue(sender=None, run=run)
     [warning] = [r for r in caplog.records if top.ref in r.getMessage()]
     assert f"{top.distinct} untranslated code(s)" in warning.getMessage()
+
+
+def test_a_steward_leaves_a_value_untranslated_and_reopens_it(
+    world: dict[str, Any], steward: Any
+) -> None:
+    from migration.models import MissQueueEntry, Run
+    from migration.services.crosswalks import missqueue_record
+
+    project, xw, run = world["project"], world["crosswalks"][0], world["run"]
+    later = Run.objects.create(
+        project=project, contract=run.contract, source=run.source, target=run.target
+    )
+    missqueue_record(run=later, crosswalk=xw, counts={"ZZQ": 9})
+    client = Client()
+    client.force_login(steward)
+    url = reverse("migration:miss-list", args=[project.pk])
+    html = client.get(url).content.decode()
+    zzq = MissQueueEntry.objects.get(run=later, local_value="ZZQ")
+    # One card for the value, the latest run's figures, the earlier run named.
+    assert html.count('<span class="pas-mono">ZZQ</span>') == 1
+    assert f'id="miss-{zzq.pk}"' in html
+    assert f"Seen 9 times in run {later.pk}. Also met by run {run.pk}." in html
+    assert "Leave ZZQ untranslated" in html
+
+    ignore = reverse("migration:miss-ignore", args=[project.pk, zzq.pk])
+    refused = client.post(ignore, {"note": ""}, follow=True).content.decode()
+    assert "say why the value stays untranslated" in refused
+    done = client.post(ignore, {"note": "Not a code: typing error"}, follow=True)
+    html = done.content.decode()
+    assert "ZZQ in " in html and "left untranslated" in html
+    assert f'id="miss-{zzq.pk}"' not in html  # out of the queue
+    assert f'id="ignored-{zzq.pk}"' in html and "Not a code: typing error" in html
+    assert set(
+        MissQueueEntry.objects.filter(local_value="ZZQ").values_list("state", flat=True)
+    ) == {"ignored"}
+
+    reopen = reverse("migration:miss-reopen", args=[project.pk, zzq.pk])
+    html = client.post(reopen, follow=True).content.decode()
+    assert "is back in the queue" in html
+    assert f'id="miss-{zzq.pk}"' in html and "Left untranslated" not in html
