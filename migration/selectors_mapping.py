@@ -180,6 +180,19 @@ def missqueue_open(
     return qs.select_related("crosswalk").order_by("-frequency", "local_value")
 
 
+def missqueue_open_values(*, project: Any) -> int:
+    """Return how many values (crosswalk and local value) are open in the queue."""
+    return (
+        MissQueueEntry.objects.filter(
+            crosswalk__project=project, state=MissQueueEntry.State.OPEN
+        )
+        .order_by()
+        .values("crosswalk", "local_value")
+        .distinct()
+        .count()
+    )
+
+
 @dataclass(frozen=True)
 class MissGroup:
     """One local value of one crosswalk in the queue, over every run that met it.

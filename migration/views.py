@@ -53,7 +53,7 @@ from migration.selectors_mapping import (
     field_mappings_for_review,
     mapping_unmapped_report,
     missqueue_groups,
-    missqueue_open,
+    missqueue_open_values,
     snapshot_diff,
     snapshot_profile_for,
 )
@@ -1107,12 +1107,7 @@ def crosswalk_list(request: HtmxHttpRequest, project_id: int) -> HttpResponse:
             "perms": project_perms(request.user, project),
             "crosswalks": crosswalks,
             "systems": systems,
-            "open_misses": missqueue_open(user=request.user)
-            .filter(crosswalk__project=project)
-            .order_by()
-            .values("crosswalk", "local_value")
-            .distinct()
-            .count(),
+            "open_misses": missqueue_open_values(project=project),
             "seedable": crosswalks_default_missing(project=project),
         },
     )

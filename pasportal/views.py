@@ -75,12 +75,13 @@ def _project_summary(user: Any, project: MigrationProject) -> dict[str, Any]:
     from connectors.models import Connector
     from governance.signoffs import signoffs_status
     from migration.models import (
+        CrosswalkRow,
         FieldMapping,
-        MissQueueEntry,
         ReviewStatus,
         Run,
         RunState,
     )
+    from migration.selectors_mapping import missqueue_open_values
 
     runs = list(
         Run.objects.filter(project=project)
@@ -103,15 +104,19 @@ def _project_summary(user: Any, project: MigrationProject) -> dict[str, Any]:
         proposed=Count("pk", filter=Q(status=ReviewStatus.PROPOSED)),
         flagged=Count("pk", filter=Q(status=ReviewStatus.FLAGGED)),
     )
+    rows = CrosswalkRow.objects.filter(crosswalk__project=project).aggregate(
+        proposed=Count("pk", filter=Q(status=ReviewStatus.PROPOSED)),
+        flagged=Count("pk", filter=Q(status=ReviewStatus.FLAGGED)),
+    )
     return {
         "project": project,
         "perms": project_perms(user, project),
         "runs": runs,
         "proposed_mappings": work["proposed"],
         "flagged_mappings": work["flagged"],
-        "open_misses": MissQueueEntry.objects.filter(
-            crosswalk__project=project, state=MissQueueEntry.State.OPEN
-        ).count(),
+        "proposed_rows": rows["proposed"],
+        "flagged_rows": rows["flagged"],
+        "open_misses": missqueue_open_values(project=project),
         "signoffs_awaited": awaited,
         "connectors": list(Connector.objects.filter(project=project)),
     }

@@ -129,3 +129,34 @@ def test_a_steward_leaves_a_value_untranslated_and_reopens_it(
     html = client.post(reopen, follow=True).content.decode()
     assert "is back in the queue" in html
     assert f'id="miss-{zzq.pk}"' in html and "Left untranslated" not in html
+
+
+def test_the_dashboard_counts_each_kind_of_open_steward_work(
+    world: dict[str, Any], steward: Any
+) -> None:
+    from migration.models import CrosswalkRow, FieldMapping, MissQueueEntry, Run
+    from migration.services.crosswalks import missqueue_record
+
+    project, xw, run = world["project"], world["crosswalks"][0], world["run"]
+    # The same two values met again by a later run: still two values to settle.
+    later = Run.objects.create(
+        project=project, contract=run.contract, source=run.source, target=run.target
+    )
+    missqueue_record(run=later, crosswalk=xw, counts={"ZZQ": 1, "XQ1": 1})
+    assert MissQueueEntry.objects.filter(state="open").count() == 4
+    rows = CrosswalkRow.objects.filter(crosswalk__project=project)
+    proposed = rows.filter(status="proposed").count()
+    assert proposed > 0
+    mappings = FieldMapping.objects.filter(
+        table_mapping__mapping_set__project=project, status="proposed"
+    ).count()
+    client = Client()
+    client.force_login(steward)
+    html = client.get("/").content.decode()
+    assert f"{mappings} proposed mapping{'s' if mappings != 1 else ''}</a>" in html
+    assert f"{proposed} proposed crosswalk rows</a> awaiting review" in html
+    assert "2 open miss-queue values</a>" in html
+    crosswalks = client.get(
+        reverse("migration:crosswalk-list", args=[project.pk])
+    ).content.decode()
+    assert "Miss queue: 2 open values" in crosswalks
