@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from migration.engine.transforms import REGISTRY
+from migration.services.mappings import MAX_TRANSFORM_STEPS
 
-MAX_STEPS = 40
 NEW = "new"
 PREFIX = re.compile(r"^step-(\d{1,2}|new)$")
 _INT = re.compile(r"^-?\d{1,9}$")
@@ -214,7 +214,7 @@ def steps_from_form(
     position another step holds goes before it.
     """
     try:
-        count = min(int(str(data.get("steps", "0"))), MAX_STEPS)
+        count = min(int(str(data.get("steps", "0"))), MAX_TRANSFORM_STEPS)
     except ValueError:
         count = 0
     stored = list(stored or [])

@@ -387,9 +387,18 @@ def _crosswalk_step_needs_one(steps: Any, crosswalk: Crosswalk | None) -> None:
         )
 
 
+#: The longest transform chain a field mapping may have (the step editor's rows).
+MAX_TRANSFORM_STEPS = 50
+
+
 def _validate_transforms(steps: Any) -> list[dict[str, Any]]:
     if not isinstance(steps, list):
         raise ValidationError("transforms must be a list of {name, args} steps")
+    if len(steps) > MAX_TRANSFORM_STEPS:
+        raise ValidationError(
+            f"{len(steps)} transform steps; a field mapping takes at most "
+            f"{MAX_TRANSFORM_STEPS}"
+        )
     out: list[dict[str, Any]] = []
     for i, step in enumerate(steps):
         if not isinstance(step, dict) or "name" not in step:

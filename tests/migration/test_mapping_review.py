@@ -286,6 +286,10 @@ def test_update_rejects_unknown_transforms(
         field_mapping_update(
             actor=steward, mapping=fm, transforms=[{"name": "date_parse", "args": {}}]
         )
+    with pytest.raises(ValidationError, match=r"51 transform steps; .* at most 50"):
+        field_mapping_update(
+            actor=steward, mapping=fm, transforms=[{"name": "trim", "args": {}}] * 51
+        )
     assert _state(fm)[3] == [{"name": "trim", "args": {}}]
 
 
