@@ -76,14 +76,21 @@ def _text(value: Any) -> Any:
 
 
 def mapping_preview(
-    *, user: Any, mapping: FieldMapping, rows: int = PREVIEW_ROWS
+    *,
+    user: Any,
+    mapping: FieldMapping,
+    rows: int = PREVIEW_ROWS,
+    draft: FieldMapping | None = None,
 ) -> MappingPreview:
     """Return ``mapping`` applied to ``rows`` sampled source rows, PID masked.
 
-    Raises Http404 when ``user`` may not see the mapping's project. Problems
-    with the mapping or the source are returned in ``error``, not raised: the
-    preview is there to show a steward what is wrong.
+    ``draft`` (``field_mapping_draft``: the mapping as an edit would leave
+    it, unsaved) is previewed in its place. Raises Http404 when ``user`` may
+    not see the mapping's project. Problems with the mapping or the source
+    are returned in ``error``, not raised: the preview is there to show a
+    steward what is wrong.
     """
+    shown = draft if draft is not None else mapping
     tm = mapping.table_mapping
     mapping_set = tm.mapping_set
     project_id = mapping_set.project_id
@@ -92,11 +99,13 @@ def mapping_preview(
     unmasked = user_has_project_perm(user, project_id, "view_pid")
     preview = MappingPreview(
         target=f"{tm.target_table}.{mapping.target_field}",
-        source_columns=tuple(mapping.source_columns or ()),
+        source_columns=tuple(shown.source_columns or ()),
         masked=not unmasked,
     )
     try:
-        data = contract_dict_build(mapping_set=mapping_set, version="preview")
+        data = contract_dict_build(
+            mapping_set=mapping_set, version="preview", draft=draft
+        )
         data["tables"] = [t for t in data["tables"] if t["target"] == tm.target_table]
         contract = contract_from_dict(data)
         as_of = dt.date.today()
@@ -173,6 +182,10 @@ def mapping_preview(
                 action="migration.preview.pid_viewed",
                 target=mapping,
                 project=project_id,
-                data={"mapping": mapping.pk, "rows": len(preview.rows)},
+                data={
+                    "mapping": mapping.pk,
+                    "rows": len(preview.rows),
+                    **({"draft": True} if draft is not None else {}),
+                },
             )
     return preview

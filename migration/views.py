@@ -58,7 +58,7 @@ from migration.selectors_mapping import (
     snapshot_profile_for,
 )
 from migration.selectors_misses import run_crosswalk_misses
-from migration.selectors_preview import mapping_preview
+from migration.selectors_preview import MappingPreview, mapping_preview
 from migration.selectors_rejects import rejects_for
 from migration.services.contracts import contract_blockers_by_kind, contract_publish
 from migration.services.crosswalks import (
@@ -74,6 +74,7 @@ from migration.services.crosswalks import (
 )
 from migration.services.mappings import (
     field_mapping_approve,
+    field_mapping_draft,
     field_mapping_flag,
     field_mapping_needs_rationale,
     field_mapping_propose,
@@ -881,16 +882,10 @@ def fieldmapping_edit(
         if "steps" in request.POST
         else fm.transforms
     )
-    xw_id = request.POST.get("crosswalk", "")
-    crosswalk = (
-        Crosswalk.objects.filter(project=project, pk=xw_id).first()
-        if xw_id.isdigit()
-        else None
-    )
-    if xw_id and crosswalk is None:
-        messages.error(
-            request, f"{fm.target_field}: choose a crosswalk of this project"
-        )
+    try:
+        crosswalk = _project_crosswalk(project, request.POST.get("crosswalk", ""))
+    except ValidationError as exc:
+        messages.error(request, f"{fm.target_field}: " + "; ".join(exc.messages))
         return redirect(to)
     try:
         field_mapping_update(
@@ -941,6 +936,20 @@ def fieldmapping_step_args(
         "migration/_step_args.html",
         {"fm": fm, "s": step_row(prefix, name, args)},
     )
+
+
+def _project_crosswalk(project: Any, xw_id: str) -> Crosswalk | None:
+    """Return the project's crosswalk ``xw_id`` (none when blank); ValidationError if not one."""
+    if not xw_id:
+        return None
+    crosswalk = (
+        Crosswalk.objects.filter(project=project, pk=xw_id).first()
+        if xw_id.isdigit()
+        else None
+    )
+    if crosswalk is None:
+        raise ValidationError("choose a crosswalk of this project")
+    return crosswalk
 
 
 def _field_mapping(request: HtmxHttpRequest, project: Any, fm_id: int) -> FieldMapping:
@@ -1062,7 +1071,28 @@ def fieldmapping_preview(
     """Preview a field mapping on sampled source rows (values masked unless view_pid)."""
     project = page_project(request, project_id)
     fm = _field_mapping(request, project, fm_id)
-    preview = mapping_preview(user=request.user, mapping=fm)
+    draft = None
+    problem = ""
+    if request.GET.get("draft"):
+        # The edit form's fields, unsaved: what the change would do.
+        try:
+            draft = field_mapping_draft(
+                mapping=fm,
+                source_columns=request.GET.getlist("source_columns"),
+                transforms=steps_from_form(request.GET, fm.transforms or []),
+                crosswalk=_project_crosswalk(project, request.GET.get("crosswalk", "")),
+                crosswalk_strict=request.GET.get("crosswalk_strict") == "on",
+            )
+        except ValidationError as exc:
+            problem = "; ".join(exc.messages)
+    if problem:
+        preview = MappingPreview(
+            target=f"{fm.table_mapping.target_table}.{fm.target_field}",
+            source_columns=(),
+            error=f"the change cannot be previewed: {problem}",
+        )
+    else:
+        preview = mapping_preview(user=request.user, mapping=fm, draft=draft)
     template = "migration/fieldmapping_preview.html"
     if request.htmx:
         template += "#preview"
@@ -1074,6 +1104,7 @@ def fieldmapping_preview(
             "perms": project_perms(request.user, project),
             "fm": fm,
             "preview": preview,
+            "draft": draft is not None or bool(problem),
             "back": _tm_url(fm),
         },
     )

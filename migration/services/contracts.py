@@ -171,8 +171,10 @@ def _field_dict(fm: FieldMapping) -> dict[str, Any]:
     }
 
 
-def _used_crosswalks(mapping_set: MappingSet) -> list[Crosswalk]:
-    ids = (
+def _used_crosswalks(
+    mapping_set: MappingSet, draft: FieldMapping | None = None
+) -> list[Crosswalk]:
+    ids = set(
         FieldMapping.objects.filter(
             table_mapping__mapping_set=mapping_set,
             crosswalk__isnull=False,
@@ -181,6 +183,8 @@ def _used_crosswalks(mapping_set: MappingSet) -> list[Crosswalk]:
         .values_list("crosswalk_id", flat=True)
         .distinct()
     )
+    if draft is not None and draft.crosswalk_id is not None and not draft.waived:
+        ids.add(draft.crosswalk_id)
     return list(
         Crosswalk.objects.filter(pk__in=list(ids))
         .select_related("code_system")
@@ -189,9 +193,16 @@ def _used_crosswalks(mapping_set: MappingSet) -> list[Crosswalk]:
 
 
 def contract_dict_build(
-    *, mapping_set: MappingSet, version: str = "draft"
+    *,
+    mapping_set: MappingSet,
+    version: str = "draft",
+    draft: FieldMapping | None = None,
 ) -> dict[str, Any]:
-    """Return the engine JSON form of ``mapping_set`` (not yet validated)."""
+    """Return the engine JSON form of ``mapping_set`` (not yet validated).
+
+    ``draft``, an unsaved edit of one of its field mappings, stands in for
+    the stored one (a preview of the edit before it is saved).
+    """
     options = mapping_set.options or {}
     model, model_version = _target_ref(mapping_set.target_model_version)
     tables = []
@@ -211,7 +222,9 @@ def contract_dict_build(
                 "source": tm.source_table,
                 "key": tm.source_key,
                 "fields": [
-                    _field_dict(fm)
+                    _field_dict(
+                        draft if draft is not None and fm.pk == draft.pk else fm
+                    )
                     for fm in sorted(tm.field_mappings.all(), key=_field_order)
                 ],
                 "exclude": list(flt.get("exclude", [])),
@@ -235,7 +248,9 @@ def contract_dict_build(
         "target": {"model": model, "version": model_version},
         "chunk_size": options.get("chunk_size", 50_000),
         "rules": _rules(options),
-        "crosswalks": [_crosswalk_dict(x) for x in _used_crosswalks(mapping_set)],
+        "crosswalks": [
+            _crosswalk_dict(x) for x in _used_crosswalks(mapping_set, draft=draft)
+        ],
         "tables": tables,
     }
 

@@ -15,6 +15,7 @@ shared with crosswalk rows (``migration.services.crosswalks``).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,10 +41,12 @@ from migration.models import (
 )
 
 __all__ = [
+    "MAX_TRANSFORM_STEPS",
     "TRIVIAL_TRANSFORMS",
     "ReviewPolicy",
     "field_mapping_approve",
     "field_mapping_create",
+    "field_mapping_draft",
     "field_mapping_flag",
     "field_mapping_needs_rationale",
     "field_mapping_propose",
@@ -419,6 +422,32 @@ def _validate_transforms(steps: Any) -> list[dict[str, Any]]:
                 raise ValidationError(str(exc)) from None
         out.append({"name": name, "args": args})
     return out
+
+
+def field_mapping_draft(
+    *,
+    mapping: FieldMapping,
+    source_columns: Sequence[str],
+    transforms: Any,
+    crosswalk: Crosswalk | None,
+    crosswalk_strict: bool,
+) -> FieldMapping:
+    """Return ``mapping`` as an edit would leave it, unsaved (for a preview).
+
+    The same checks as ``field_mapping_update`` (ValidationError naming the
+    problem); nothing is stored, nothing is audited.
+    """
+    project_id = _fm_project(mapping)
+    steps = _validate_transforms(transforms)
+    if crosswalk is not None and crosswalk.project_id != project_id:
+        raise ValidationError("the crosswalk belongs to another project")
+    _crosswalk_step_needs_one(steps, crosswalk)
+    draft = copy.copy(mapping)
+    draft.source_columns = [str(c) for c in source_columns]
+    draft.transforms = steps
+    draft.crosswalk = crosswalk
+    draft.crosswalk_strict = bool(crosswalk_strict)
+    return draft
 
 
 def mapping_set_create(

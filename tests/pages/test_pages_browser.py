@@ -89,7 +89,7 @@ def test_steward_reviews_previews_and_approves(
     tm = theirs.table_mapping
     page.goto(f"{base}/projects/{p}/mappings/{tm.mapping_set_id}/tables/{tm.pk}/")
     card = page.locator(f"#field-{theirs.pk}")
-    card.locator("text=Preview").click()
+    card.locator(f"text=Preview {theirs.target_field} on sample rows").click()
     card.locator(f"#preview-{theirs.pk} table").wait_for()
     assert "sampled row" in card.inner_text()
     shot(page, "a-steward", "02-live-preview")
@@ -136,6 +136,13 @@ def test_steward_adds_a_transform_step_with_its_own_argument_boxes(
     box.wait_for()  # htmx swapped in the boxes date_parse takes
     assert "Python strptime codes" in new.inner_text()
     box.fill("%d/%m/%Y")
+    card.locator("button:has-text('Preview the change')").click()
+    draft = card.locator(f"#draft-preview-{fm.pk}")
+    draft.locator("table").wait_for()  # the unsaved chain, on sample rows
+    assert "Your unsaved change" in draft.inner_text()
+    assert "would be rejected" in draft.inner_text()
+    fm.refresh_from_db()
+    assert fm.transforms == before  # a preview stores nothing
     shot(page, "a-steward", "05-step-editor")
     card.locator("button:has-text('Save the mapping')").click()
     page.wait_for_selector("[role=status]:has-text('mapping changed')")

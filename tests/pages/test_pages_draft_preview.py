@@ -1,0 +1,70 @@
+"""A steward previews an edit of a field mapping on sample rows before saving it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from governance.models import AuditEvent
+
+pytestmark = pytest.mark.django_db
+
+
+def _draft(fm: Any, steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The edit form's fields for ``steps`` (as rows of the step editor)."""
+    data: dict[str, Any] = {
+        "draft": "1",
+        "source_columns": list(fm.source_columns),
+        "steps": str(len(steps)),
+    }
+    for i, step in enumerate(steps):
+        data[f"step-{i}-name"] = step["name"]
+        data[f"step-{i}-position"] = str(i + 1)
+        for arg, value in step.get("args", {}).items():
+            data[f"step-{i}-arg-{arg}"] = value
+    return data
+
+
+def test_an_unsaved_change_is_previewed_and_nothing_is_stored(
+    world: dict[str, Any], steward: Any
+) -> None:
+    fm = world["theirs"][0]
+    before = (list(fm.transforms), fm.status, fm.last_changed_by_id)
+    events = AuditEvent.objects.count()
+    client = Client()
+    client.force_login(steward)
+    url = reverse("migration:fieldmapping-preview", args=[world["project"].pk, fm.pk])
+    htmx = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": f"draft-preview-{fm.pk}"}
+
+    # As stored.
+    stored = client.get(url, **htmx).content.decode()
+    assert "would be rejected" in stored and "Your unsaved change" not in stored
+    # The change: the value read as a year, which a code or a name is not.
+    broken = client.get(
+        url,
+        _draft(fm, [{"name": "date_parse", "args": {"format": "%Y"}}]),
+        **htmx,
+    ).content.decode()
+    assert "Your unsaved change" in broken
+    assert "20 sampled rows: 20 would be rejected" in broken
+    assert broken.count("<strong>rejected</strong>:") == 20
+    # A change the service would refuse is named, not previewed.
+    refused = client.get(url, _draft(fm, [{"name": "date_parse"}]), **htmx)
+    assert "the change cannot be previewed" in refused.content.decode()
+    assert "missing args [&#x27;format&#x27;]" in refused.content.decode()
+
+    fm.refresh_from_db()
+    assert (list(fm.transforms), fm.status, fm.last_changed_by_id) == before
+    # The steward sees patient data unmasked: each preview that showed rows
+    # is on record, the change's marked as a draft; nothing else happened.
+    new = list(AuditEvent.objects.order_by("seq")[events:])
+    assert [(e.action, e.data) for e in new] == [
+        ("migration.preview.pid_viewed", {"mapping": fm.pk, "rows": 20}),
+        (
+            "migration.preview.pid_viewed",
+            {"mapping": fm.pk, "rows": 20, "draft": True},
+        ),
+    ]
