@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from migration.engine.transforms import REGISTRY
@@ -85,8 +86,13 @@ def _arg(kind: str, name: str, required: bool) -> Arg:
     return Arg(name, label, hint, required)
 
 
+@cache
 def step_kinds() -> dict[str, StepKind]:
-    """Return every step a steward can choose, by name, in name order."""
+    """Return every step a steward can choose, by name, in name order.
+
+    Built once per process from the engine's registry (fixed at import);
+    callers read it, never change it.
+    """
     kinds: dict[str, StepKind] = {}
     for name in sorted(REGISTRY):
         tdef = REGISTRY[name]

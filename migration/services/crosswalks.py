@@ -864,8 +864,9 @@ def missqueue_record(
     entries: list[MissQueueEntry] = []
     values = {str(v)[:200] for v in counts}
     # A value a steward left untranslated stays so in later runs (until
-    # reopened); one that already has a crosswalk row (proposed, or approved
-    # after this run's contract) is resolved: neither needs the queue again.
+    # reopened); one that already has a crosswalk row under review or
+    # approved after this run's contract is resolved: neither needs the queue
+    # again. A row stewards rejected leaves the value open.
     ignored = {
         e.local_value: e
         for e in MissQueueEntry.objects.filter(
@@ -875,9 +876,9 @@ def missqueue_record(
         ).order_by("decided_at", "pk")  # the latest decision wins
     }
     has_row = set(
-        crosswalk.rows.filter(local_code__in=values).values_list(
-            "local_code", flat=True
-        )
+        crosswalk.rows.filter(local_code__in=values)
+        .exclude(status=S.REJECTED)
+        .values_list("local_code", flat=True)
     )
 
     def first_state(local: str) -> str:

@@ -573,8 +573,9 @@ def test_a_value_left_untranslated_stays_so_in_later_runs_until_reopened(
         project=project, contract=run.contract, source=run.source, target=run.target
     )
     _row(sex_crosswalk, steward, code="U", target="X", equivalence="inexact")
+    _row(sex_crosswalk, steward, code="R", target="X", status="rejected")
     missqueue_record(
-        run=third, crosswalk=sex_crosswalk, counts={"Z": 2, "U": 1, "Q": 4}
+        run=third, crosswalk=sex_crosswalk, counts={"Z": 2, "U": 1, "Q": 4, "R": 1}
     )
     states = {
         e.local_value: (e.state, e.note, e.decided_by)
@@ -584,6 +585,7 @@ def test_a_value_left_untranslated_stays_so_in_later_runs_until_reopened(
         "Z": ("ignored", "Data-entry error", steward),
         "U": ("resolved", "", None),
         "Q": ("open", "", None),
+        "R": ("open", "", None),  # its row was rejected: it needs a steward again
     }
     ignored = missqueue_groups(user=steward, project=project, state="ignored")
     assert [(g.entry.local_value, g.runs) for g in ignored] == [
