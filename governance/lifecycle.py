@@ -28,6 +28,7 @@ from governance.models import GateEvaluation, MigrationProject
 from governance.services import membership_grant, project_create, role_groups_ensure
 from migration.legacypas import generate
 from migration.models import Run, RunTable
+from migration.selectors_misses import run_crosswalk_misses
 from migration.services.contracts import contract_import_default
 from migration.services.runs import run_start
 from migration.tasks import run_execute
@@ -257,6 +258,17 @@ def summary(*, run: Run, evaluation: GateEvaluation | None) -> dict[str, Any]:
                 for c in evaluation.checks.all()
             ],
         }
+    misses = [
+        {
+            "crosswalk": m.ref,
+            "distinct": m.distinct,
+            "rows": m.rows,
+            "rejected": m.rejected,
+            "defaulted": m.defaulted,
+            "queued": m.crosswalk is not None,
+        }
+        for m in run_crosswalk_misses(run)
+    ]
     return {
         "run": run.pk,
         "state": run.state,
@@ -264,6 +276,7 @@ def summary(*, run: Run, evaluation: GateEvaluation | None) -> dict[str, Any]:
         "contract_sha256": run.contract.sha256,
         "ledger": ledger,
         "top_reject_reasons": reasons.most_common(10),
+        "untranslated_codes": misses,
         "gate": gate,
         "report": run.report,
     }

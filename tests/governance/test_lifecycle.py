@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from io import StringIO
 from pathlib import Path
@@ -102,6 +103,16 @@ def test_defects_are_rejected_with_reasons_and_can_fail_the_gate(
     assert "Top reject reasons:" in output
     assert "reject_rate" in output and "FAIL" in output
     assert RejectRecord.objects.exists()
+    # Each crosswalk's untranslated codes, counted as the reject records do.
+    misses = Counter(
+        RejectRecord.objects.filter(reason_code="crosswalk_miss").values_list(
+            "crosswalk_ref", flat=True
+        )
+    )
+    assert misses, "a 10 % defect rate leaves local codes no crosswalk has"
+    assert "Local codes the crosswalks could not translate:" in output
+    for ref, rows in misses.items():
+        assert f"  {ref}: " in output and f", {rows} row(s) ({rows} rejected," in output
     assert "UNBALANCED" not in output
 
 

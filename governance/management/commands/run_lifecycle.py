@@ -168,6 +168,20 @@ class Command(ControlPlaneCommand):
             w("Top reject reasons:")
             for reason, count in result["top_reject_reasons"]:
                 w(f"  {count:>6}  {reason}")
+        if result.get("untranslated_codes"):
+            w("")
+            w("Local codes the crosswalks could not translate:")
+            for m in result["untranslated_codes"]:
+                where = (
+                    "in the miss queue"
+                    if m["queued"]
+                    else "not queued: the project does not manage this crosswalk"
+                )
+                w(
+                    f"  {m['crosswalk']}: {m['distinct']} code(s), {m['rows']} row(s) "
+                    f"({m['rejected']} rejected, {m['defaulted']} loaded with the "
+                    f"default); {where}"
+                )
         gate = result["gate"]
         w("")
         if gate is None:
