@@ -75,6 +75,31 @@ def _text(value: Any) -> Any:
     return str(value)
 
 
+def _with_lookup_parents(
+    tables: list[dict[str, Any]], target: str
+) -> list[dict[str, Any]]:
+    """Return ``target``'s table and every table its lookups reach, in order.
+
+    Only ``target`` is previewed, but a contract names the tables its lookups
+    read (a spell's patient, a ward stay's spell): without them it is not a
+    contract, and no table with a lookup could be previewed at all.
+    """
+    by_name = {t["target"]: t for t in tables}
+    wanted: set[str] = set()
+    todo = [target]
+    while todo:
+        name = todo.pop()
+        if name in wanted or name not in by_name:
+            continue
+        wanted.add(name)
+        todo += [
+            f["lookup"]["table"]
+            for f in by_name[name].get("fields", [])
+            if f.get("lookup")
+        ]
+    return [t for t in tables if t["target"] in wanted]
+
+
 def mapping_preview(
     *,
     user: Any,
@@ -106,7 +131,7 @@ def mapping_preview(
         data = contract_dict_build(
             mapping_set=mapping_set, version="preview", draft=draft
         )
-        data["tables"] = [t for t in data["tables"] if t["target"] == tm.target_table]
+        data["tables"] = _with_lookup_parents(data["tables"], tm.target_table)
         contract = contract_from_dict(data)
         as_of = dt.date.today()
         plan = build_plan(contract, tm.target_table, as_of)

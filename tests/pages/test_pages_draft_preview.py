@@ -68,3 +68,31 @@ def test_an_unsaved_change_is_previewed_and_nothing_is_stored(
             {"mapping": fm.pk, "rows": 20, "draft": True},
         ),
     ]
+
+
+def test_a_table_that_looks_values_up_in_another_can_be_previewed(
+    world: dict[str, Any], steward: Any
+) -> None:
+    """A spell names its patient: the preview's contract keeps the patient table."""
+    from migration.models import FieldMapping
+    from migration.services.mappings import mapping_set_import_contract
+
+    project = world["project"]
+    ms = mapping_set_import_contract(
+        actor="tests", project=project, source_snapshot=world["snapshot"]
+    )
+    spell = FieldMapping.objects.get(
+        table_mapping__mapping_set=ms,
+        table_mapping__target_table="ward_stay",
+        target_field="start_date",
+    )
+    # ward_stay looks up its spell, which looks up its patient.
+    client = Client()
+    client.force_login(steward)
+    html = client.get(
+        reverse("migration:fieldmapping-preview", args=[project.pk, spell.pk]),
+        HTTP_HX_REQUEST="true",
+        HTTP_HX_TARGET=f"preview-{spell.pk}",
+    ).content.decode()
+    assert "Preview not available" not in html, html
+    assert "20 sampled rows:" in html
