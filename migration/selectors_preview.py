@@ -1,10 +1,14 @@
 """Live mapping preview: a few sampled source rows through the real engine.
 
 The preview compiles the mapping's table into an engine contract (the same
-``contract_dict_build`` a publish uses, restricted to that table), samples rows
-from the source connector through the governed ``sample`` call, and runs them
-through ``migration.engine.pipeline.process_chunk``: the transformed values and
-reject reasons are exactly what a run would produce for those rows.
+``contract_dict_build`` a publish uses, restricted to that table and the
+tables its lookups read), samples rows from the source connector through the
+governed ``sample`` call, and runs them through
+``migration.engine.pipeline.process_chunk``: the transformed values and
+reject reasons are what a run would produce for those rows once the
+crosswalk rows still under review are approved as proposed (the preview
+translates with them, and says how many it used; a published contract holds
+approved rows only).
 
 Sampled rows are patient data: values are masked unless the reader holds
 ``view_pid`` on the project, and every unmasked preview is audited (which
@@ -30,7 +34,7 @@ from migration.engine.errors import EngineError
 from migration.engine.pipeline import build_plan, process_chunk
 from migration.engine.rules import RuleContext
 from migration.engine.transforms import TransformContext
-from migration.models import FieldMapping
+from migration.models import CrosswalkRow, FieldMapping, ReviewStatus
 from migration.selectors_mapping import pid_mask
 from migration.services.contracts import ContractBuildError, contract_dict_build
 
@@ -48,6 +52,8 @@ class PreviewRow:
     reason: str = ""
     column: str = ""
     rule_id: str = ""
+    #: rejected for a column that is not this field's (another field's check)
+    other_field: bool = False
 
 
 @dataclass
@@ -59,6 +65,8 @@ class MappingPreview:
     rows: list[PreviewRow] = field(default_factory=list)
     masked: bool = True
     error: str = ""
+    #: crosswalk rows still under review that the preview translated with
+    pending_rows: int = 0
 
     @property
     def rejected(self) -> int:
@@ -129,10 +137,18 @@ def mapping_preview(
     )
     try:
         data = contract_dict_build(
-            mapping_set=mapping_set, version="preview", draft=draft
+            mapping_set=mapping_set, version="preview", draft=draft, pending_rows=True
         )
         data["tables"] = _with_lookup_parents(data["tables"], tm.target_table)
         contract = contract_from_dict(data)
+        preview.pending_rows = (
+            CrosswalkRow.objects.filter(
+                crosswalk__project_id=project_id,
+                crosswalk__slug__in=[x["id"] for x in data["crosswalks"]],
+            )
+            .exclude(status__in=[ReviewStatus.APPROVED, ReviewStatus.REJECTED])
+            .count()
+        )
         as_of = dt.date.today()
         plan = build_plan(contract, tm.target_table, as_of)
     except (ContractBuildError, EngineError, KeyError, ValueError) as exc:
@@ -197,6 +213,10 @@ def mapping_preview(
                 rejected=rej is not None,
                 reason=str(rej["reason"]) if rej else "",
                 column=str(rej.get("column_name") or "") if rej else "",
+                other_field=bool(rej)
+                and bool(rej.get("column_name"))
+                and str(rej.get("column_name"))
+                not in {*preview.source_columns, shown.target_field},
                 rule_id=str(rej.get("rule_id") or "") if rej else "",
             )
         )

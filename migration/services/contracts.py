@@ -104,10 +104,16 @@ def _rules(options: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _crosswalk_dict(crosswalk: Crosswalk) -> dict[str, Any]:
+def _crosswalk_dict(crosswalk: Crosswalk, *, pending: bool = False) -> dict[str, Any]:
     # Only approved rows go into a contract: a pending row must not translate
-    # a patient's code, and publish refuses while any is pending anyway.
-    rows = crosswalk.rows.filter(status=ReviewStatus.APPROVED).order_by("local_code")
+    # a patient's code, and publish refuses while any is pending anyway. A
+    # preview (``pending``) translates with the rows under review as well,
+    # as the contract will once they are approved; never a rejected one.
+    rows = (
+        crosswalk.rows.exclude(status=ReviewStatus.REJECTED)
+        if pending
+        else crosswalk.rows.filter(status=ReviewStatus.APPROVED)
+    ).order_by("local_code")
     return {
         "id": crosswalk.slug,
         "version": str(crosswalk.version),
@@ -197,11 +203,14 @@ def contract_dict_build(
     mapping_set: MappingSet,
     version: str = "draft",
     draft: FieldMapping | None = None,
+    pending_rows: bool = False,
 ) -> dict[str, Any]:
     """Return the engine JSON form of ``mapping_set`` (not yet validated).
 
     ``draft``, an unsaved edit of one of its field mappings, stands in for
-    the stored one (a preview of the edit before it is saved).
+    the stored one (a preview of the edit before it is saved);
+    ``pending_rows`` translates with crosswalk rows still under review too
+    (previews only: a published contract holds approved rows alone).
     """
     options = mapping_set.options or {}
     model, model_version = _target_ref(mapping_set.target_model_version)
@@ -249,7 +258,8 @@ def contract_dict_build(
         "chunk_size": options.get("chunk_size", 50_000),
         "rules": _rules(options),
         "crosswalks": [
-            _crosswalk_dict(x) for x in _used_crosswalks(mapping_set, draft=draft)
+            _crosswalk_dict(x, pending=pending_rows)
+            for x in _used_crosswalks(mapping_set, draft=draft)
         ],
         "tables": tables,
     }

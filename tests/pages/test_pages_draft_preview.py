@@ -96,3 +96,48 @@ def test_a_table_that_looks_values_up_in_another_can_be_previewed(
     ).content.decode()
     assert "Preview not available" not in html, html
     assert "20 sampled rows:" in html
+
+
+def test_a_preview_translates_with_crosswalk_rows_still_under_review(
+    world: dict[str, Any], steward: Any
+) -> None:
+    """Before, every row of a table with an unapproved crosswalk was rejected."""
+    from migration.models import CrosswalkRow, FieldMapping
+    from migration.selectors_preview import mapping_preview
+    from migration.services.mappings import mapping_set_import_contract
+
+    ms = mapping_set_import_contract(
+        actor="tests", project=world["project"], source_snapshot=world["snapshot"]
+    )
+    gender = FieldMapping.objects.get(
+        table_mapping__mapping_set=ms,
+        table_mapping__target_table="patient",
+        target_field="gender",
+    )
+    rows = CrosswalkRow.objects.filter(crosswalk=gender.crosswalk)
+    assert rows.exists() and not rows.filter(status="approved").exists()
+    rows.filter(local_code="U").update(status="rejected")  # never used
+    pending = CrosswalkRow.objects.filter(
+        crosswalk__project=world["project"], status="proposed"
+    ).count()
+    preview = mapping_preview(user=steward, mapping=gender)
+    assert not preview.error and len(preview.rows) == 20
+    assert preview.pending_rows == pending
+    known = set(rows.exclude(status="rejected").values_list("local_code", flat=True))
+    loaded = [r for r in preview.rows if not r.rejected]
+    assert loaded and all(r.value for r in loaded)
+    for r in preview.rows:
+        missed = r.rejected and r.reason == "crosswalk_miss"
+        code = (r.inputs[0] or "").strip().upper()  # the chain trims, upper-cases
+        assert missed == (code != "" and code not in known)
+        if r.rejected:
+            assert r.other_field == (r.column not in {"PAPMI_Sex", "gender"})
+    client = Client()
+    client.force_login(steward)
+    html = client.get(
+        reverse("migration:fieldmapping-preview", args=[world["project"].pk, gender.pk])
+    ).content.decode()
+    assert (
+        f"Codes are translated with {pending} crosswalk rows still under review, "
+        "as proposed" in html
+    )
