@@ -22,6 +22,8 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 from django.db import transaction
 from django.http import Http404
 
@@ -30,13 +32,15 @@ from governance import audit
 from governance.access import user_has_project_perm
 from governance.roles import VIEW
 from migration.engine.contract import contract_from_dict
+from migration.engine.crosswalk import crosswalk_from_dict
 from migration.engine.errors import EngineError
 from migration.engine.pipeline import build_plan, process_chunk
 from migration.engine.rules import RuleContext
-from migration.engine.transforms import TransformContext
+from migration.engine.transforms import TransformContext, apply_chain, check_args
 from migration.models import CrosswalkRow, FieldMapping, ReviewStatus
 from migration.selectors_mapping import pid_mask
 from migration.services.contracts import ContractBuildError, contract_dict_build
+from migration.services.suggestions import target_model_for
 
 PREVIEW_ROWS = 20
 
@@ -67,6 +71,8 @@ class MappingPreview:
     error: str = ""
     #: crosswalk rows still under review that the preview translated with
     pending_rows: int = 0
+    #: why the table's checks were not applied (only the field's own steps)
+    table_checks: str = ""
 
     @property
     def rejected(self) -> int:
@@ -74,12 +80,17 @@ class MappingPreview:
         return sum(1 for r in self.rows if r.rejected)
 
 
-def _text(value: Any) -> Any:
+def _text(value: Any, sql_type: str = "") -> Any:
+    """Return ``value`` as the text a target column of ``sql_type`` would hold."""
     if value is None:
         return None
     with suppress(TypeError, ValueError):
-        if value != value:  # NaN / NA
+        if pd.isna(value):  # NaN, NA, NaT
             return None
+    if sql_type == "DATE" and isinstance(value, dt.datetime):
+        return value.date().isoformat()  # a pandas Timestamp is a datetime
+    if sql_type == "TIMESTAMP" and isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ")
     return str(value)
 
 
@@ -140,20 +151,46 @@ def mapping_preview(
             mapping_set=mapping_set, version="preview", draft=draft, pending_rows=True
         )
         data["tables"] = _with_lookup_parents(data["tables"], tm.target_table)
-        contract = contract_from_dict(data)
-        preview.pending_rows = (
-            CrosswalkRow.objects.filter(
-                crosswalk__project_id=project_id,
-                crosswalk__slug__in=[x["id"] for x in data["crosswalks"]],
-            )
-            .exclude(status__in=[ReviewStatus.APPROVED, ReviewStatus.REJECTED])
-            .count()
+        table = next(t for t in data["tables"] if t["target"] == tm.target_table)
+        field_spec = next(
+            f for f in table["fields"] if f["target"] == shown.target_field
         )
-        as_of = dt.date.today()
-        plan = build_plan(contract, tm.target_table, as_of)
-    except (ContractBuildError, EngineError, KeyError, ValueError) as exc:
+        steps = [
+            (str(s["name"]), dict(s.get("args") or {}))
+            for s in field_spec["transforms"]
+        ]
+        for name, args in steps:
+            check_args(name, args)
+        xctx = TransformContext(
+            crosswalks={x["id"]: crosswalk_from_dict(x) for x in data["crosswalks"]}
+        )
+    except (
+        ContractBuildError,
+        EngineError,
+        KeyError,
+        ValueError,
+        StopIteration,
+    ) as exc:
         preview.error = f"the mapping cannot be compiled yet: {exc}"
         return preview
+    preview.pending_rows = (
+        CrosswalkRow.objects.filter(
+            crosswalk__project_id=project_id,
+            crosswalk__slug__in=[x["id"] for x in data["crosswalks"]],
+        )
+        .exclude(status__in=[ReviewStatus.APPROVED, ReviewStatus.REJECTED])
+        .count()
+    )
+    # The table's checks need the whole table mapped (every required field);
+    # this field's own chain does not, so a steward sees what it does from
+    # the first mapping on.
+    as_of = dt.date.today()
+    plan = contract = None
+    try:
+        contract = contract_from_dict(data)
+        plan = build_plan(contract, tm.target_table, as_of)
+    except (EngineError, KeyError, ValueError) as exc:
+        preview.table_checks = f"the table's checks are not applied yet: {exc}"
     connector = mapping_set.source_snapshot.connector
     source = connector_open(connector, actor=user)
     try:
@@ -165,58 +202,111 @@ def mapping_preview(
     finally:
         with suppress(Exception):
             source.close()
+    sample = sample.reset_index(drop=True)
+    missing = [c for c in field_spec["source"] if c not in sample.columns]
+    if missing:
+        preview.error = f"the source table has no column {', '.join(missing)}"
+        return preview
     try:
-        result = process_chunk(
-            plan,
-            sample,
-            run_id="preview",
-            xctx=TransformContext(crosswalks=contract.crosswalk_map()),
-            rctx=RuleContext(
-                as_of=as_of,
-                params=dict(contract.rules.params),
-                valid_codes=plan.valid_codes,
-            ),
+        inputs = [sample[c] for c in field_spec["source"]] or [
+            pd.Series([None] * len(sample), dtype=object)
+        ]
+        own_values, own_steps = apply_chain(inputs, steps, xctx)
+        result = (
+            None
+            if plan is None or contract is None
+            else process_chunk(
+                plan,
+                sample,
+                run_id="preview",
+                xctx=xctx,
+                rctx=RuleContext(
+                    as_of=as_of,
+                    params=dict(contract.rules.params),
+                    valid_codes=plan.valid_codes,
+                ),
+            )
         )
     except (EngineError, KeyError, ValueError, TypeError) as exc:
         preview.error = f"the sample could not be processed: {exc}"
         return preview
 
+    try:
+        sql_type = (
+            target_model_for(mapping_set)
+            .table(tm.target_table)
+            .field(shown.target_field)
+            .sql_type
+        )
+    except (EngineError, KeyError, ValueError):
+        sql_type = ""
+
     def show(value: Any) -> Any:
-        text = _text(value)
+        text = _text(value, sql_type)
         return text if unmasked else pid_mask(text)
 
-    loaded = {
-        str(k): v
-        for k, v in zip(
-            result.rows["_source_key"],
-            result.rows.get(mapping.target_field, [None] * len(result.rows)),
-            strict=False,
-        )
-    }
-    rejects = {
-        str(r["source_key"]): r
-        for r in result.rejects.to_dict("records")
-        if r.get("action") == "reject"
-    }
+    # The first step of this field's own chain that failed each row, if any.
+    own_failure: dict[int, str] = {}
+    for step in own_steps:
+        if step.failed is None:
+            continue
+        for i in np.flatnonzero(step.failed.to_numpy(dtype=bool, na_value=False)):
+            own_failure.setdefault(int(i), str(step.reason or "transform_failed"))
+    loaded: dict[str, Any] = {}
+    rejects: dict[str, Any] = {}
+    if result is not None:
+        loaded = {
+            str(k): v
+            for k, v in zip(
+                result.rows["_source_key"],
+                result.rows.get(shown.target_field, [None] * len(result.rows)),
+                strict=False,
+            )
+        }
+        rejects = {
+            str(r["source_key"]): r
+            for r in result.rejects.to_dict("records")
+            if r.get("action") == "reject"
+        }
+    own_columns = {*preview.source_columns, shown.target_field}
     keys = sample[tm.source_key].astype(str).tolist() if len(sample) else []
     for i, key in enumerate(keys):
-        inputs = tuple(
+        row_inputs = tuple(
             show(sample[c].iloc[i]) if c in sample.columns else None
             for c in preview.source_columns
         )
+        chain_value = None if i in own_failure else own_values.iloc[i]
+        if result is None:
+            # Only this field's own steps can be judged.
+            reason = own_failure.get(i, "")
+            preview.rows.append(
+                PreviewRow(
+                    source_key=key,
+                    inputs=row_inputs,
+                    value=show(chain_value),
+                    rejected=bool(reason),
+                    reason=reason,
+                )
+            )
+            continue
         rej = rejects.get(key)
+        column = str(rej.get("column_name") or "") if rej else ""
+        other = bool(rej) and bool(column) and column not in own_columns
+        if rej is None:
+            value = show(loaded.get(key))
+        elif other:  # this field was fine: show what it gave
+            value = show(chain_value)
+        else:
+            value = None
         preview.rows.append(
             PreviewRow(
                 source_key=key,
-                inputs=inputs,
-                value=None if rej else show(loaded.get(key)),
+                inputs=row_inputs,
+                value=value,
                 rejected=rej is not None,
                 reason=str(rej["reason"]) if rej else "",
-                column=str(rej.get("column_name") or "") if rej else "",
-                other_field=bool(rej)
-                and bool(rej.get("column_name"))
-                and str(rej.get("column_name"))
-                not in {*preview.source_columns, shown.target_field},
+                column=column,
+                other_field=other,
                 rule_id=str(rej.get("rule_id") or "") if rej else "",
             )
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -141,3 +142,53 @@ def test_a_preview_translates_with_crosswalk_rows_still_under_review(
         f"Codes are translated with {pending} crosswalk rows still under review, "
         "as proposed" in html
     )
+
+
+def test_the_first_field_of_a_table_is_previewed_before_the_rest_are_mapped(
+    world: dict[str, Any], steward: Any
+) -> None:
+    """A source never seen before is mapped a field at a time: each previews."""
+    from migration.selectors_preview import mapping_preview
+    from migration.services.mappings import (
+        field_mapping_create,
+        mapping_set_create,
+        table_mapping_create,
+    )
+
+    ms = mapping_set_create(
+        actor=steward,
+        project=world["project"],
+        name="One field so far",
+        source_snapshot=world["snapshot"],
+    )
+    tm = table_mapping_create(
+        actor=steward,
+        mapping_set=ms,
+        target_table="patient",
+        source_table="PA_PatMas",
+        source_key="PAPMI_RowId",
+    )
+    dob = field_mapping_create(
+        actor=steward,
+        table_mapping=tm,
+        target_field="date_of_birth",
+        source_columns=["PAPMI_DOB"],
+        transforms=[{"name": "horolog_to_date", "args": {}}],
+    )
+    preview = mapping_preview(user=steward, mapping=dob)
+    assert not preview.error
+    assert "required target field patient." in preview.table_checks
+    assert len(preview.rows) == 20
+    days = [r for r in preview.rows if r.inputs[0] not in (None, "")]
+    assert days
+    for r in days:
+        # $HOROLOG day 1 is 1841-01-01; the target column is a DATE.
+        expected = dt.date(1840, 12, 31) + dt.timedelta(days=int(r.inputs[0]))
+        assert (r.value, r.rejected) == (expected.isoformat(), False), r
+    client = Client()
+    client.force_login(steward)
+    html = client.get(
+        reverse("migration:fieldmapping-preview", args=[world["project"].pk, dob.pk])
+    ).content.decode()
+    assert "own steps only: the table&#x27;s checks are not applied yet" in html
+    assert "this field: no problem" in html
