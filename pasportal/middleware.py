@@ -37,3 +37,21 @@ class RequestIdMiddleware:
             _request_id.reset(token)
         response["X-Request-ID"] = request_id
         return response
+
+
+class ApiNoStoreMiddleware:
+    """Every REST API answer is ``Cache-Control: no-store, private``.
+
+    The API serves patient data (rejects, mapping previews) to scripts and
+    proxies that the pages' ``patient_data`` views never see; none of its
+    answers is meant to be kept by a browser or an intermediary.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if request.path.startswith("/api/"):
+            response["Cache-Control"] = "no-store, private, max-age=0"
+        return response

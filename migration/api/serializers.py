@@ -422,6 +422,52 @@ class FieldMappingUpdateSerializer(serializers.Serializer[Any]):
     waived = serializers.BooleanField(required=False)
 
 
+class FieldMappingDraftSerializer(serializers.Serializer[Any]):
+    """An unsaved edit to preview; a field left out keeps its stored value."""
+
+    source_columns = serializers.ListField(
+        child=serializers.CharField(max_length=120), required=False
+    )
+    transforms = serializers.ListField(child=serializers.DictField(), required=False)
+    crosswalk = ScopedPrimaryKeyRelatedField(
+        queryset=Crosswalk.objects.all(), required=False, allow_null=True
+    )
+    crosswalk_strict = serializers.BooleanField(required=False)
+
+
+class PreviewRowSerializer(serializers.Serializer[Any]):
+    """One sampled source row through the field (values masked unless view_pid)."""
+
+    source_key = serializers.CharField()
+    inputs = serializers.ListField(child=serializers.CharField(allow_null=True))
+    value = serializers.CharField(allow_null=True)
+    rejected = serializers.BooleanField()
+    reason = serializers.CharField(allow_blank=True)
+    column = serializers.CharField(allow_blank=True)
+    other_field = serializers.BooleanField(
+        help_text="rejected by another field's check; value is what this field gave"
+    )
+    rule_id = serializers.CharField(allow_blank=True)
+
+
+class MappingPreviewSerializer(serializers.Serializer[Any]):
+    """A field mapping (or an unsaved edit of it) on sampled source rows."""
+
+    target = serializers.CharField()
+    source_columns = serializers.ListField(child=serializers.CharField())
+    masked = serializers.BooleanField()
+    error = serializers.CharField(allow_blank=True)
+    table_checks = serializers.CharField(
+        allow_blank=True,
+        help_text="why the table's checks were not applied (only the field's steps)",
+    )
+    pending_rows = serializers.IntegerField(
+        help_text="crosswalk rows still under review the preview translated with"
+    )
+    rejected = serializers.IntegerField()
+    rows = PreviewRowSerializer(many=True)
+
+
 class ReviewSerializer(serializers.Serializer[Any]):
     """A review decision's optional comment."""
 

@@ -29,8 +29,10 @@ from migration.api.serializers import (
     CrosswalkSeedSerializer,
     CrosswalkSerializer,
     FieldMappingCreateSerializer,
+    FieldMappingDraftSerializer,
     FieldMappingSerializer,
     FieldMappingUpdateSerializer,
+    MappingPreviewSerializer,
     MappingSetCreateSerializer,
     MappingSetImportSerializer,
     MappingSetSerializer,
@@ -65,6 +67,7 @@ from migration.selectors_mapping import (
     snapshot_diff,
     snapshot_profile_for,
 )
+from migration.selectors_preview import mapping_preview
 from migration.services import crosswalks as xw_services
 from migration.services import mappings as fm_services
 from migration.services.snapshots import snapshot_apply_drift, snapshot_extract
@@ -441,6 +444,38 @@ class FieldMappingViewSet(
             actor=request.user, mapping=fm, **body.validated_data
         )
         return Response(_FM(fm).data)
+
+    @extend_schema(
+        methods=["GET"],
+        summary="Preview the field mapping on sampled source rows",
+        responses={200: MappingPreviewSerializer, **READ_ERRORS},
+    )
+    @extend_schema(
+        methods=["POST"],
+        summary="Preview an unsaved edit of the field mapping (nothing is stored)",
+        request=FieldMappingDraftSerializer,
+        responses={200: MappingPreviewSerializer, **WRITE_ERRORS},
+    )
+    @action(detail=True, methods=["get", "post"])
+    def preview(self, request: Request, pk: str) -> Response:
+        """Call ``mapping_preview`` (values masked unless ``view_pid``; audited)."""
+        fm = self.get_object()
+        draft = None
+        if request.method == "POST":
+            body = FieldMappingDraftSerializer(
+                data=request.data, context={"request": request}
+            )
+            body.is_valid(raise_exception=True)
+            edit = body.validated_data
+            draft = fm_services.field_mapping_draft(
+                mapping=fm,
+                source_columns=edit.get("source_columns", fm.source_columns or []),
+                transforms=edit.get("transforms", fm.transforms or []),
+                crosswalk=edit.get("crosswalk", fm.crosswalk),
+                crosswalk_strict=edit.get("crosswalk_strict", fm.crosswalk_strict),
+            )
+        preview = mapping_preview(user=request.user, mapping=fm, draft=draft)
+        return Response(MappingPreviewSerializer(preview).data)
 
     @action(detail=False, methods=["get"], url_path="for-review", filter_backends=[])
     def for_review(self, request: Request) -> Response:

@@ -171,6 +171,12 @@ POLICY: dict[tuple[str, str], Rule] = {
         obj="field_mapping",
         body=lambda w: {"comment": "wrong column"},
     ),
+    ("field-mapping-preview", "GET"): Rule(DETAIL, obj="field_mapping"),
+    ("field-mapping-preview", "POST"): Rule(
+        DETAIL,
+        obj="field_mapping",
+        body=lambda w: {"transforms": [{"name": "trim", "args": {}}]},
+    ),
     ("field-mapping-bulk", "POST"): Rule(
         expect("401 403 200 403 403 403"),
         body=lambda w: {"action": "approve", "ids": [w["field_mapping"].pk]},

@@ -71,6 +71,8 @@ OBJECT_ENDPOINTS: list[tuple[str, str, str, dict[str, Any] | None]] = [
     ("field-mapping-approve", "post", "field_mapping", {}),
     ("field-mapping-flag", "post", "field_mapping", {}),
     ("field-mapping-reject", "post", "field_mapping", {}),
+    ("field-mapping-preview", "get", "field_mapping", None),
+    ("field-mapping-preview", "post", "field_mapping", {}),
     ("code-system-detail", "get", "code_system", None),
     ("crosswalk-detail", "get", "crosswalk", None),
     ("crosswalk-export", "get", "crosswalk", None),

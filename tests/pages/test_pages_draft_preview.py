@@ -192,3 +192,43 @@ def test_the_first_field_of_a_table_is_previewed_before_the_rest_are_mapped(
     ).content.decode()
     assert "own steps only: the table&#x27;s checks are not applied yet" in html
     assert "this field: no problem" in html
+
+
+def test_rest_clients_preview_a_mapping_and_an_unsaved_edit(
+    world: dict[str, Any], steward: Any, auditor: Any
+) -> None:
+    from rest_framework.test import APIClient
+
+    fm = world["theirs"][0]
+    before = list(fm.transforms)
+    url = f"/api/v1/field-mappings/{fm.pk}/preview/"
+    api = APIClient()
+    api.force_authenticate(steward)
+    stored = api.get(url)
+    assert stored.status_code == 200, stored.content
+    assert stored["Cache-Control"] == "no-store, private, max-age=0"
+    body = stored.json()
+    assert body["error"] == "" and len(body["rows"]) == 20 and not body["masked"]
+    assert set(body["rows"][0]) >= {"source_key", "inputs", "value", "rejected"}
+
+    edit = api.post(
+        url,
+        {"transforms": [{"name": "date_parse", "args": {"format": "%Y"}}]},
+        format="json",
+    )
+    assert edit.status_code == 200, edit.content
+    assert edit.json()["rejected"] == 20
+    bad = api.post(url, {"transforms": [{"name": "eval"}]}, format="json")
+    assert bad.status_code == 400
+    assert "unknown transform 'eval'" in bad.content.decode()
+    fm.refresh_from_db()
+    assert fm.transforms == before  # previews store nothing
+
+    reader = APIClient()
+    reader.force_authenticate(auditor)  # may look, may not see patient data
+    masked = reader.get(url).json()
+    assert masked["masked"] and len(masked["rows"]) == 20
+    shown = {r["source_key"]: r["inputs"] for r in body["rows"]}
+    for row in masked["rows"]:
+        for plain, hidden in zip(shown[row["source_key"]], row["inputs"], strict=True):
+            assert plain is None or len(plain) <= 3 or plain != hidden
