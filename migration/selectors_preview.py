@@ -203,7 +203,9 @@ def mapping_preview(
         with suppress(Exception):
             source.close()
     sample = sample.reset_index(drop=True)
-    missing = [c for c in field_spec["source"] if c not in sample.columns]
+    missing = [
+        c for c in [tm.source_key, *field_spec["source"]] if c not in sample.columns
+    ]
     if missing:
         preview.error = f"the source table has no column {', '.join(missing)}"
         return preview

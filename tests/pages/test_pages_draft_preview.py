@@ -232,3 +232,17 @@ def test_rest_clients_preview_a_mapping_and_an_unsaved_edit(
     for row in masked["rows"]:
         for plain, hidden in zip(shown[row["source_key"]], row["inputs"], strict=True):
             assert plain is None or len(plain) <= 3 or plain != hidden
+
+
+def test_a_preview_names_a_column_the_source_table_does_not_have(
+    world: dict[str, Any], steward: Any
+) -> None:
+    from migration.models import FieldMapping, TableMapping
+    from migration.selectors_preview import mapping_preview
+
+    fm = world["theirs"][0]
+    TableMapping.objects.filter(pk=fm.table_mapping_id).update(source_key="NO_SUCH_KEY")
+    fm = FieldMapping.objects.select_related("table_mapping__mapping_set").get(pk=fm.pk)
+    preview = mapping_preview(user=steward, mapping=fm)
+    assert preview.error == "the source table has no column NO_SUCH_KEY"
+    assert preview.rows == []
