@@ -118,6 +118,17 @@ def test_a_rationale_written_in_the_page_lets_another_steward_approve(
         )
     ).content.decode()
     assert "Rationale for admission_date (needed before it can be approved)" in page
+    # Open where approval waits for it; folded for a field that needs none.
+    assert (
+        '<details class="nhsuk-details" open>\n      <summary class="nhsuk-details__summary">'
+        '<span class="nhsuk-details__summary-text">Write the rationale for '
+        "admission_date</span>" in page
+    )
+    assert (
+        '<details class="nhsuk-details">\n      <summary class="nhsuk-details__summary">'
+        '<span class="nhsuk-details__summary-text">Write the rationale for '
+        "spell_number</span>" in page
+    )
     url = reverse("migration:fieldmapping-rationale", args=[project.pk, fm.pk])
     empty = first.post(url, {"rationale": "  "}, follow=True)
     assert "write the rationale first" in empty.content.decode()
