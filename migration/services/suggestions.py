@@ -25,7 +25,7 @@ Confidence = 0.7 x name + 0.3 x fit, except that strong value evidence alone
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -479,6 +479,35 @@ class TableSuggestion:
         ranked = self.fields.get(target_field) or []
         return ranked[0] if ranked else None
 
+    def assign(
+        self, min_confidence: float, taken: Iterable[str] = ()
+    ) -> dict[str, FieldSuggestion]:
+        """Return one candidate per target field, each source column used once.
+
+        The most confident pairs are settled first; a field whose best column
+        went to a surer field takes its next candidate, if any is at least
+        ``min_confidence``. ``taken`` columns (already mapped) go to no one.
+        A column is rarely two fields at once: two address lines from one
+        ``ADDRESS`` column would be a guess a steward must undo.
+        """
+        used = set(taken)
+        pairs = sorted(
+            (
+                s
+                for ranked in self.fields.values()
+                for s in ranked
+                if s.confidence >= min_confidence
+            ),
+            key=lambda s: -s.confidence,
+        )
+        out: dict[str, FieldSuggestion] = {}
+        for s in pairs:  # sorted() is stable: ties keep the declared order
+            if s.target_field in out or s.source_column in used:
+                continue
+            out[s.target_field] = s
+            used.add(s.source_column)
+        return out
+
 
 def _transforms_for(
     table: TargetTable,
@@ -740,10 +769,17 @@ def mapping_suggestions_apply(
                 )
             if tsug is None or tsug.source_table != tm.source_table:
                 continue  # the person chose another table: their call
-            have = set(tm.field_mappings.values_list("target_field", flat=True))
+            existing = list(
+                tm.field_mappings.values_list("target_field", "source_columns")
+            )
+            have = {name for name, _ in existing}
+            chosen = tsug.assign(
+                min_confidence,
+                taken=(str(c) for _, cols in existing for c in cols or []),
+            )
             for f in table.fields:
-                sug = tsug.best(f.name)
-                if f.name in have or sug is None or sug.confidence < min_confidence:
+                sug = chosen.get(f.name)
+                if f.name in have or sug is None:
                     continue
                 xw = crosswalks.get(f.code_system or "")
                 transforms = list(sug.transforms)

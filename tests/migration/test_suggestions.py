@@ -244,3 +244,40 @@ def test_apply_refused_without_edit_mapping(
     assert exc.value.code == "forbidden"
     assert not FieldMapping.objects.exists()
     assert audit_log("migration.mapping_set.suggest_refused")
+
+
+def test_a_source_column_is_suggested_for_one_field_of_a_table(
+    synthea_suggestions: dict[str, Any], legacy_suggestions: dict[str, Any]
+) -> None:
+    from migration.services.suggestions import MIN_CONFIDENCE
+
+    patients = synthea_suggestions["patient"]
+    # Top-1 alone maps the one ADDRESS column to both address lines.
+    assert patients.best("address_line_1").source_column == "ADDRESS"
+    assert patients.best("address_line_2").source_column == "ADDRESS"
+    chosen = patients.assign(MIN_CONFIDENCE)
+    assert chosen["address_line_1"].source_column == "ADDRESS"
+    assert chosen.get("address_line_2") is None or (
+        chosen["address_line_2"].source_column != "ADDRESS"
+    )
+    for suggestions in (synthea_suggestions, legacy_suggestions):
+        for table in suggestions.values():
+            columns = [s.source_column for s in table.assign(MIN_CONFIDENCE).values()]
+            assert len(columns) == len(set(columns)), table.target_table
+    # On the legacy PAS, where every field has its own column, it costs nothing.
+    right = sum(
+        1
+        for (table, field), (src, col) in EXPECTED.items()
+        if (s := legacy_suggestions[table].assign(MIN_CONFIDENCE).get(field))
+        and (s.source_table, s.source_column) == (src, col)
+    )
+    top1 = sum(
+        1
+        for (table, field), (src, col) in EXPECTED.items()
+        if (t := _top(legacy_suggestions, table, field))
+        and (t.source_table, t.source_column) == (src, col)
+    )
+    assert right >= top1
+    # Columns a person already mapped are no one else's.
+    taken = patients.assign(MIN_CONFIDENCE, taken=["ADDRESS"])
+    assert "ADDRESS" not in {s.source_column for s in taken.values()}
