@@ -143,6 +143,14 @@ def test_steward_adds_a_transform_step_with_its_own_argument_boxes(
     assert "would be rejected" in draft.inner_text()
     fm.refresh_from_db()
     assert fm.transforms == before  # a preview stores nothing
+    # The open editor and the draft preview, checked as the main pages are.
+    page.add_script_tag(url=f"{base}/static/vendor/axe/axe.min.js")
+    serious = page.evaluate(
+        "async () => (await axe.run()).violations"
+        ".filter(v => ['serious', 'critical'].includes(v.impact))"
+        ".map(v => v.id + ' ' + v.nodes[0].target.join(' '))"
+    )
+    assert serious == [], serious
     shot(page, "a-steward", "05-step-editor")
     card.locator("button:has-text('Save the mapping')").click()
     page.wait_for_selector("[role=status]:has-text('mapping changed')")
