@@ -58,7 +58,9 @@ __all__ = [
     "crosswalks_default_missing",
     "field_mappings_for_review",
     "mapping_unmapped_report",
-    "missqueue_open",
+    "missqueue_entries",
+    "missqueue_groups",
+    "missqueue_open_values",
     "pid_mask",
     "snapshot_diff",
     "snapshot_profile_for",
@@ -124,11 +126,15 @@ def access_snapshot(user: Any, pk: Any, perm: str = VIEW) -> SchemaSnapshot:
     return access_object(user, SchemaSnapshot.objects.all(), pk, perm)
 
 
-def access_missqueue_entry(user: Any, pk: Any, perm: str = VIEW) -> MissQueueEntry:
-    """Return miss-queue entry ``pk`` if ``user`` holds ``perm``; else 404."""
-    return access_object(
-        user, MissQueueEntry.objects.select_related("crosswalk"), pk, perm, MISS_PROJECT
-    )
+def access_missqueue_entry(
+    user: Any, pk: Any, perm: str = VIEW, project: Any = None
+) -> MissQueueEntry:
+    """Return miss-queue entry ``pk`` (of ``project``, if given) if ``user``
+    holds ``perm``; else 404."""
+    qs = MissQueueEntry.objects.select_related("crosswalk")
+    if project is not None:
+        qs = qs.filter(crosswalk__project=project)
+    return access_object(user, qs, pk, perm, MISS_PROJECT)
 
 
 # --- lists ------------------------------------------------------------------------------
@@ -165,16 +171,15 @@ def crosswalk_rows_for(
     return qs.order_by("local_code")
 
 
-def missqueue_open(
-    *, user: Any, crosswalk: Crosswalk | None = None
+def missqueue_entries(
+    *,
+    user: Any,
+    state: str = MissQueueEntry.State.OPEN,
+    crosswalk: Crosswalk | None = None,
 ) -> models.QuerySet[MissQueueEntry]:
-    """Return open miss-queue entries of the user's projects, most frequent first."""
-    qs = scoped(
-        user,
-        MissQueueEntry.objects.filter(state=MissQueueEntry.State.OPEN),
-        VIEW,
-        MISS_PROJECT,
-    )
+    """Return miss-queue entries in ``state`` (open unless said) of the user's
+    projects, most frequent first."""
+    qs = scoped(user, MissQueueEntry.objects.filter(state=state), VIEW, MISS_PROJECT)
     if crosswalk is not None:
         qs = qs.filter(crosswalk=crosswalk)
     return qs.select_related("crosswalk").order_by("-frequency", "local_value")
@@ -218,14 +223,14 @@ def missqueue_groups(
     the latest run's. At most ``limit`` groups, from the newest
     ``MISS_GROUPS_SCANNED`` entries.
     """
-    entries = scoped(
-        user,
-        MissQueueEntry.objects.filter(state=state, crosswalk__project=project),
-        VIEW,
-        MISS_PROJECT,
-    ).select_related("crosswalk__code_system", "decided_by")
+    entries = (
+        missqueue_entries(user=user, state=state)
+        .filter(crosswalk__project=project)
+        .select_related("crosswalk__code_system", "decided_by")
+        .order_by("-run_id", "pk")
+    )
     groups: dict[tuple[int, str], list[MissQueueEntry]] = {}
-    for e in entries.order_by("-run_id", "pk")[:MISS_GROUPS_SCANNED]:
+    for e in entries[:MISS_GROUPS_SCANNED]:
         groups.setdefault((e.crosswalk_id, e.local_value), []).append(e)
     out = [MissGroup(es[0], tuple(e.run_id for e in es)) for es in groups.values()]
     out.sort(key=lambda g: (-g.entry.frequency, g.entry.local_value, g.entry.pk))

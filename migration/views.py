@@ -47,6 +47,7 @@ from migration.models import (
     TableMapping,
 )
 from migration.selectors_mapping import (
+    access_missqueue_entry,
     crosswalk_export_csv,
     crosswalk_rows_for,
     crosswalks_default_missing,
@@ -1348,7 +1349,7 @@ def miss_resolve(
 ) -> HttpResponse:
     """Add a proposed crosswalk row for a missed value (resolves its entries)."""
     project = page_project(request, project_id)
-    entry = _miss_entry(request, project, miss_id)
+    entry = access_missqueue_entry(request.user, miss_id, project=project)
     to = reverse("migration:miss-list", args=[project.pk])
     try:
         row = missqueue_resolve(
@@ -1368,17 +1369,6 @@ def miss_resolve(
     return redirect(to)
 
 
-def _miss_entry(request: HtmxHttpRequest, project: Any, miss_id: int) -> MissQueueEntry:
-    return access_object(
-        request.user,
-        MissQueueEntry.objects.filter(crosswalk__project=project).select_related(
-            "crosswalk"
-        ),
-        miss_id,
-        project_field="crosswalk__project",
-    )
-
-
 @login_required
 @require_POST
 def miss_ignore(
@@ -1386,7 +1376,7 @@ def miss_ignore(
 ) -> HttpResponse:
     """Leave a missed value untranslated, with the steward's reason."""
     project = page_project(request, project_id)
-    entry = _miss_entry(request, project, miss_id)
+    entry = access_missqueue_entry(request.user, miss_id, project=project)
     to = reverse("migration:miss-list", args=[project.pk])
     try:
         missqueue_ignore(
@@ -1409,7 +1399,7 @@ def miss_reopen(
 ) -> HttpResponse:
     """Put an ignored value back in the miss queue."""
     project = page_project(request, project_id)
-    entry = _miss_entry(request, project, miss_id)
+    entry = access_missqueue_entry(request.user, miss_id, project=project)
     to = reverse("migration:miss-list", args=[project.pk])
     try:
         missqueue_reopen(actor=request.user, entry=entry)

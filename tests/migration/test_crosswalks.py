@@ -24,8 +24,8 @@ from migration.selectors_mapping import (
     access_crosswalk_row,
     crosswalk_export_csv,
     crosswalk_rows_for,
+    missqueue_entries,
     missqueue_groups,
-    missqueue_open,
 )
 from migration.services.crosswalks import (
     codesystem_load,
@@ -454,12 +454,12 @@ def test_missqueue_record_and_resolve(
 ) -> None:
     missqueue_record(run=run, crosswalk=sex_crosswalk, counts={"Z": 12, "m ": 3})
     missqueue_record(run=run, crosswalk=sex_crosswalk, counts={"Z": 14, "m ": 3})
-    open_entries = list(missqueue_open(user=steward, crosswalk=sex_crosswalk))
+    open_entries = list(missqueue_entries(user=steward, crosswalk=sex_crosswalk))
     assert [(e.local_value, e.frequency) for e in open_entries] == [
         ("Z", 14),
         ("m ", 3),
     ]
-    assert list(missqueue_open(user=other_steward)) == []
+    assert list(missqueue_entries(user=other_steward)) == []
     ev = audit_log("migration.missqueue.recorded")
     assert ev[-1].data == {
         "run": run.pk,
