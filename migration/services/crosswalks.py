@@ -70,6 +70,13 @@ def _is_user(actor: Any) -> bool:
     )
 
 
+def _edit_refusal(actor: Any, project_id: int) -> tuple[str, str] | None:
+    """Return the (code, reason) refusing a person without edit_mapping, or None."""
+    if _is_user(actor) and user_has_project_perm(actor, project_id, "edit_mapping"):
+        return None
+    return ("forbidden", "you may not edit crosswalks on this project")
+
+
 def _require_edit(
     *, actor: Any, project: MigrationProject | int, action: str, target: Any
 ) -> None:
@@ -937,6 +944,18 @@ def _decision_of(entry: MissQueueEntry | None) -> dict[str, Any]:
     }
 
 
+def _note_refusal(verb: str, note: str) -> tuple[str, str] | None:
+    """Return the (code, reason) refusing the decision's note, or None."""
+    if verb == "ignore" and not note:
+        return (
+            "no_reason",
+            "say why the value stays untranslated (e.g. not a code: a data-entry error)",
+        )
+    if len(note) > 500:
+        return ("invalid", "the reason is longer than 500 characters")
+    return None
+
+
 def _miss_decision(
     *,
     actor: Any,
@@ -950,18 +969,7 @@ def _miss_decision(
     """Move every ``from_state`` entry of the entry's value (all runs) to ``to_state``."""
     crosswalk = entry.crosswalk
     project_id = crosswalk.project_id
-    refusal: tuple[str, str] | None = None
-    if not _is_user(actor) or not user_has_project_perm(
-        actor, project_id, "edit_mapping"
-    ):
-        refusal = ("forbidden", "you may not edit crosswalks on this project")
-    elif verb == "ignore" and not note:
-        refusal = (
-            "no_reason",
-            "say why the value stays untranslated (e.g. not a code: a data-entry error)",
-        )
-    elif len(note) > 500:
-        refusal = ("invalid", "the reason is longer than 500 characters")
+    refusal = _edit_refusal(actor, project_id) or _note_refusal(verb, note)
     n = 0
     if refusal is None:
         with transaction.atomic():
@@ -1054,11 +1062,7 @@ def missqueue_resolve(
     """
     crosswalk = entry.crosswalk
     project_id = crosswalk.project_id
-    refusal: tuple[str, str] | None = None
-    if not _is_user(actor) or not user_has_project_perm(
-        actor, project_id, "edit_mapping"
-    ):
-        refusal = ("forbidden", "you may not edit crosswalks on this project")
+    refusal = _edit_refusal(actor, project_id)
     row: CrosswalkRow | None = None
     if refusal is None:
         with transaction.atomic():
