@@ -407,21 +407,6 @@ class FieldMappingCreateSerializer(serializers.Serializer[Any]):
     waived = serializers.BooleanField(required=False, default=False)
 
 
-class FieldMappingUpdateSerializer(serializers.Serializer[Any]):
-    """Edit a field mapping (only the fields sent change)."""
-
-    source_columns = serializers.ListField(
-        child=serializers.CharField(max_length=120), required=False
-    )
-    transforms = serializers.ListField(child=serializers.DictField(), required=False)
-    crosswalk = ScopedPrimaryKeyRelatedField(
-        queryset=Crosswalk.objects.all(), required=False, allow_null=True
-    )
-    crosswalk_strict = serializers.BooleanField(required=False)
-    rationale = serializers.CharField(required=False, allow_blank=True)
-    waived = serializers.BooleanField(required=False)
-
-
 class FieldMappingDraftSerializer(serializers.Serializer[Any]):
     """An unsaved edit to preview; a field left out keeps its stored value."""
 
@@ -433,6 +418,13 @@ class FieldMappingDraftSerializer(serializers.Serializer[Any]):
         queryset=Crosswalk.objects.all(), required=False, allow_null=True
     )
     crosswalk_strict = serializers.BooleanField(required=False)
+
+
+class FieldMappingUpdateSerializer(FieldMappingDraftSerializer):
+    """Edit a field mapping (only the fields sent change)."""
+
+    rationale = serializers.CharField(required=False, allow_blank=True)
+    waived = serializers.BooleanField(required=False)
 
 
 class PreviewRowSerializer(serializers.Serializer[Any]):
