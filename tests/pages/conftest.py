@@ -29,6 +29,29 @@ def legacy_db(tmp_path_factory: Any) -> Path:
     return out / "legacy_pas.sqlite3"
 
 
+def imported_field(
+    project: Any, snapshot: Any, table: str, field: str, *, seed: bool = True
+) -> Any:
+    """Return ``table.field`` of a mapping set started from the default contract.
+
+    ``seed`` first adds the packaged crosswalks the contract translates with.
+    """
+    from migration.models import FieldMapping
+    from migration.services.crosswalks import crosswalks_seed_defaults
+    from migration.services.mappings import mapping_set_import_contract
+
+    if seed:
+        crosswalks_seed_defaults(actor="tests", project=project)
+    ms = mapping_set_import_contract(
+        actor="tests", project=project, source_snapshot=snapshot
+    )
+    return FieldMapping.objects.select_related("table_mapping__mapping_set").get(
+        table_mapping__mapping_set=ms,
+        table_mapping__target_table=table,
+        target_field=field,
+    )
+
+
 def build_world(
     *,
     project: Any,

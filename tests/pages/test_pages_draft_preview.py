@@ -10,6 +10,7 @@ from django.test import Client
 from django.urls import reverse
 
 from governance.models import AuditEvent
+from tests.pages.conftest import imported_field
 
 pytestmark = pytest.mark.django_db
 
@@ -75,17 +76,10 @@ def test_a_table_that_looks_values_up_in_another_can_be_previewed(
     world: dict[str, Any], steward: Any
 ) -> None:
     """A spell names its patient: the preview's contract keeps the patient table."""
-    from migration.models import FieldMapping
-    from migration.services.mappings import mapping_set_import_contract
 
     project = world["project"]
-    ms = mapping_set_import_contract(
-        actor="tests", project=project, source_snapshot=world["snapshot"]
-    )
-    spell = FieldMapping.objects.get(
-        table_mapping__mapping_set=ms,
-        table_mapping__target_table="ward_stay",
-        target_field="start_date",
+    spell = imported_field(
+        world["project"], world["snapshot"], "ward_stay", "start_date", seed=False
     )
     # ward_stay looks up its spell, which looks up its patient.
     client = Client()
@@ -103,17 +97,11 @@ def test_a_preview_translates_with_crosswalk_rows_still_under_review(
     world: dict[str, Any], steward: Any
 ) -> None:
     """Before, every row of a table with an unapproved crosswalk was rejected."""
-    from migration.models import CrosswalkRow, FieldMapping
+    from migration.models import CrosswalkRow
     from migration.selectors_preview import mapping_preview
-    from migration.services.mappings import mapping_set_import_contract
 
-    ms = mapping_set_import_contract(
-        actor="tests", project=world["project"], source_snapshot=world["snapshot"]
-    )
-    gender = FieldMapping.objects.get(
-        table_mapping__mapping_set=ms,
-        table_mapping__target_table="patient",
-        target_field="gender",
+    gender = imported_field(
+        world["project"], world["snapshot"], "patient", "gender", seed=False
     )
     rows = CrosswalkRow.objects.filter(crosswalk=gender.crosswalk)
     assert rows.exists() and not rows.filter(status="approved").exists()

@@ -15,6 +15,7 @@ from governance.models import AuditEvent
 from migration.engine.defaults import default_contract_dict
 from migration.models import Crosswalk, FieldMapping, MappingSet, ReviewStatus
 from migration.services.snapshots import snapshot_extract
+from tests.pages.conftest import imported_field
 
 pytestmark = pytest.mark.django_db
 
@@ -92,18 +93,9 @@ def test_a_viewer_cannot_seed_or_import(
 def test_a_rationale_written_in_the_page_lets_another_steward_approve(
     project: Any, snapshot: Any, steward: Any, steward2: Any
 ) -> None:
-    from migration.services.crosswalks import crosswalks_seed_defaults
-    from migration.services.mappings import mapping_set_import_contract
 
-    crosswalks_seed_defaults(actor="tests", project=project)
-    ms = mapping_set_import_contract(
-        actor="tests", project=project, source_snapshot=snapshot
-    )
-    fm = FieldMapping.objects.get(
-        table_mapping__mapping_set=ms,
-        table_mapping__target_table="inpatient_spell",
-        target_field="admission_date",
-    )
+    fm = imported_field(project, snapshot, "inpatient_spell", "admission_date")
+    ms = fm.table_mapping.mapping_set
     review = reverse("migration:fieldmapping-review", args=[project.pk, fm.pk])
     second = Client()
     second.force_login(steward2)
@@ -285,21 +277,12 @@ def test_a_mapping_set_starts_from_suggestions_on_the_snapshot_page(
 def test_a_steward_changes_a_mapping_in_the_page_and_it_goes_back_for_review(
     project: Any, snapshot: Any, steward: Any, steward2: Any
 ) -> None:
-    from migration.services.crosswalks import crosswalks_seed_defaults
     from migration.services.mappings import (
         field_mapping_approve,
-        mapping_set_import_contract,
     )
 
-    crosswalks_seed_defaults(actor="tests", project=project)
-    ms = mapping_set_import_contract(
-        actor="tests", project=project, source_snapshot=snapshot
-    )
-    fm = FieldMapping.objects.get(
-        table_mapping__mapping_set=ms,
-        table_mapping__target_table="patient",
-        target_field="family_name",
-    )
+    fm = imported_field(project, snapshot, "patient", "family_name")
+    ms = fm.table_mapping.mapping_set
     field_mapping_approve(actor=steward2, mapping=fm)
     client = Client()
     client.force_login(steward)
@@ -361,18 +344,9 @@ def test_a_steward_changes_a_mapping_in_the_page_and_it_goes_back_for_review(
 def test_the_step_editor_shows_a_transforms_own_argument_boxes(
     project: Any, snapshot: Any, steward: Any
 ) -> None:
-    from migration.services.crosswalks import crosswalks_seed_defaults
-    from migration.services.mappings import mapping_set_import_contract
 
-    crosswalks_seed_defaults(actor="tests", project=project)
-    ms = mapping_set_import_contract(
-        actor="tests", project=project, source_snapshot=snapshot
-    )
-    fm = FieldMapping.objects.get(
-        table_mapping__mapping_set=ms,
-        table_mapping__target_table="patient",
-        target_field="family_name",
-    )
+    fm = imported_field(project, snapshot, "patient", "family_name")
+    ms = fm.table_mapping.mapping_set
     fm.transforms = [{"name": "date_parse", "args": {"format": "%d/%m/%Y"}}]
     fm.save(update_fields=["transforms"])
     client = Client()
