@@ -65,13 +65,31 @@ class FieldMapping:
 
 @dataclass(frozen=True)
 class ExcludeRule:
-    """Rows matching this rule are excluded (counted, recorded, not loaded)."""
+    """Rows matching this rule are excluded (counted, recorded, not loaded).
+
+    A rule tests either a target ``field`` after its transforms, or a source
+    ``column`` of the table as read (its text, trimmed): a table fed by part
+    of a source table (inpatient encounters of an extract holding every
+    encounter) says which part without mapping the deciding column anywhere.
+    Exactly one of the two is set.
+    """
 
     id: str
-    field: str
+    field: str | None
     op: str
     values: tuple[Any, ...] = ()
     reason: str = "excluded_by_rule"
+    column: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the rule's JSON form (only the key it tests: field or column)."""
+        out: dict[str, Any] = {"id": self.id}
+        if self.column is not None:
+            out["column"] = self.column
+        else:
+            out["field"] = self.field
+        out.update(op=self.op, values=list(self.values), reason=self.reason)
+        return out
 
 
 @dataclass(frozen=True)
@@ -98,6 +116,9 @@ class TableMapping:
             for c in f.source:
                 if c not in cols:
                     cols.append(c)
+        for e in self.exclude:
+            if e.column is not None and e.column not in cols:
+                cols.append(e.column)
         return cols
 
 
@@ -213,16 +234,7 @@ class Contract:
                         }
                         for f in t.fields
                     ],
-                    "exclude": [
-                        {
-                            "id": e.id,
-                            "field": e.field,
-                            "op": e.op,
-                            "values": list(e.values),
-                            "reason": e.reason,
-                        }
-                        for e in t.exclude
-                    ],
+                    "exclude": [e.as_dict() for e in t.exclude],
                 }
                 for t in self.tables
             ],
@@ -241,6 +253,25 @@ class Contract:
 def canonical_json(data: Any) -> str:
     """Return ``data`` as canonical JSON (sorted keys, compact, UTF-8)."""
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def exclude_rule_from_dict(e: Mapping[str, Any]) -> ExcludeRule:
+    """Return an exclusion rule from its JSON form; ContractError when malformed."""
+    rid = str(_req(e, "id", "exclude rule"))
+    where = f"exclude rule {rid}"
+    if ("field" in e) == ("column" in e):
+        raise ContractError(f"{where}: give either 'field' or 'column', not both")
+    values = e.get("values", [])
+    if not isinstance(values, list):
+        raise ContractError(f"{where}: 'values' must be a list")
+    return ExcludeRule(
+        id=rid,
+        field=str(e["field"]) if "field" in e else None,
+        column=str(e["column"]) if "column" in e else None,
+        op=str(_req(e, "op", where)),
+        values=tuple(values),
+        reason=str(e.get("reason", "excluded_by_rule")),
+    )
 
 
 def _req(data: Mapping[str, Any], key: str, where: str) -> Any:
@@ -292,16 +323,7 @@ def contract_from_dict(
                     )
                     for f in _req(t, "fields", f"table {t.get('target')}")
                 ),
-                exclude=tuple(
-                    ExcludeRule(
-                        id=str(e["id"]),
-                        field=str(e["field"]),
-                        op=str(e["op"]),
-                        values=tuple(e.get("values", [])),
-                        reason=str(e.get("reason", "excluded_by_rule")),
-                    )
-                    for e in t.get("exclude", [])
-                ),
+                exclude=tuple(exclude_rule_from_dict(e) for e in t.get("exclude", [])),
             )
             for t in _req(data, "tables", "contract")
         )
@@ -426,10 +448,14 @@ def validate_contract(
                     f"required target field {tm.target}.{f.name} is not mapped"
                 )
         for e in tm.exclude:
-            if e.field not in names:
+            if e.column is None and e.field not in names:
                 raise ContractError(f"exclude rule {e.id}: unknown field {e.field}")
             if e.op not in EXCLUDE_OPS:
                 raise ContractError(f"exclude rule {e.id}: unknown op {e.op}")
+            if e.op == "eq" and len(e.values) != 1:
+                raise ContractError(f"exclude rule {e.id}: eq takes exactly one value")
+            if e.op in ("in", "not_in") and not e.values:
+                raise ContractError(f"exclude rule {e.id}: {e.op} needs values")
     contract.table_order()
     if source_tables is not None:
         _check_source(contract, source_tables)
@@ -482,6 +508,11 @@ def _check_source(contract: Contract, source_tables: Sequence[TableInfo]) -> Non
         if info is None:
             raise ContractError(f"missing source table {tm.source!r}")
         cols = {c.name.lower() for c in info.columns}
+        for e in tm.exclude:
+            if e.column is not None and e.column.lower() not in cols:
+                raise ContractError(
+                    f"exclude rule {e.id}: missing source column {tm.source}.{e.column}"
+                )
         for col in tm.source_columns():
             if col.lower() not in cols:
                 raise ContractError(f"missing source column {tm.source}.{col}")

@@ -361,11 +361,12 @@ def process_chunk(
     xw_ver = np.full(n, None, dtype=object)
     field_rejects: Counter[str] = Counter()
 
-    def raw_at(fname: str, rows: np.ndarray) -> np.ndarray:
+    def raw_at(fname: str, rows: np.ndarray, *, source: bool = False) -> np.ndarray:
         # The raw source text of a field's rejected rows only: a reject is
-        # rare, turning a whole column into Python strings is not.
-        fm = tm.field(fname)
-        cols = list(fm.source) if fm is not None else []
+        # rare, turning a whole column into Python strings is not. ``source``:
+        # ``fname`` names a source column, not a target field.
+        fm = None if source else tm.field(fname)
+        cols = [fname] if source else list(fm.source) if fm is not None else []
         if not cols:
             return np.full(len(rows), None, dtype=object)
         text = as_text(chunk[cols[0]].iloc[rows])
@@ -448,11 +449,23 @@ def process_chunk(
     excluded = np.zeros(n, dtype=bool)
     excl_rule = np.full(n, None, dtype=object)
     excl_reason = np.full(n, None, dtype=object)
+    excl_column = np.full(n, None, dtype=object)
+    excl_raw = np.full(n, None, dtype=object)
     for e in tm.exclude:
-        m = _exclude_mask(df[e.field], e.op, e.values) & ~excluded
+        if e.column is None:
+            tested = df[e.field]
+            wanted: tuple[Any, ...] = e.values
+        else:  # a source column as read: its text, trimmed, "" as NULL
+            tested = as_text(chunk[e.column].reset_index(drop=True)).str.strip()
+            tested = tested.mask(tested == "")
+            wanted = tuple(str(v).strip() for v in e.values)
+        m = _exclude_mask(tested, e.op, wanted) & ~excluded
         excluded |= m
         excl_rule[m] = e.id
         excl_reason[m] = e.reason
+        if e.column is not None and m.any():
+            excl_column[m] = e.column
+            excl_raw[m] = raw_at(e.column, np.flatnonzero(m), source=True)
 
     for f in plan.target.fields:
         if f.required:
@@ -492,14 +505,13 @@ def process_chunk(
 
     bad_rows = failed | excluded
     n_bad = int(bad_rows.sum())
-    nothing = np.full(n, None, dtype=object)
     rej_cols: dict[str, np.ndarray] = {
         "run_id": np.full(n_bad, run_id, dtype=object),
         "target_table": np.full(n_bad, plan.target.name, dtype=object),
         "source_table": np.full(n_bad, tm.source, dtype=object),
         "source_key": keys[bad_rows].to_numpy(dtype=object, na_value=None),
-        "column_name": np.where(excluded, nothing, column)[bad_rows],
-        "raw_value": np.where(excluded, nothing, raw)[bad_rows],
+        "column_name": np.where(excluded, excl_column, column)[bad_rows],
+        "raw_value": np.where(excluded, excl_raw, raw)[bad_rows],
         "rule_id": np.where(excluded, excl_rule, rule)[bad_rows],
         "reason": np.where(excluded, excl_reason, reason)[bad_rows],
         "crosswalk_id": xw_id[bad_rows],

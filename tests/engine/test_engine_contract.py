@@ -137,6 +137,24 @@ def _field(data: dict[str, Any], table: str, name: str) -> dict[str, Any]:
         (lambda d: d["rules"].update(packs=["pmi", "astrology"]), "unknown rule pack"),
         (lambda d: d["crosswalks"][0]["entries"][0].update(national="Q"), "codes not in"),
         (lambda d: d.pop("tables"), "missing 'tables'"),
+        (lambda d: _table(d, "patient").update(exclude=[
+            {"id": "EX1", "field": "gender", "column": "PAPMI_Sex_DR", "op": "is_null"}]),
+         "exclude rule EX1: give either 'field' or 'column'"),
+        (lambda d: _table(d, "patient").update(exclude=[
+            {"id": "EX2", "field": "shoe_size", "op": "is_null"}]),
+         "exclude rule EX2: unknown field shoe_size"),
+        (lambda d: _table(d, "patient").update(exclude=[
+            {"id": "EX3", "column": "PAPMI_Sex_DR", "op": "like", "values": ["U"]}]),
+         "exclude rule EX3: unknown op like"),
+        (lambda d: _table(d, "patient").update(exclude=[
+            {"id": "EX4", "column": "PAPMI_Sex_DR", "op": "eq", "values": []}]),
+         "exclude rule EX4: eq takes exactly one value"),
+        (lambda d: _table(d, "patient").update(exclude=[
+            {"id": "EX5", "column": "PAPMI_Sex_DR", "op": "in"}]),
+         "exclude rule EX5: in needs values"),
+        (lambda d: _table(d, "patient").update(exclude=[
+            {"id": "EX6", "column": "PAPMI_Sex_DR", "op": "in", "values": "U"}]),
+         "exclude rule EX6: 'values' must be a list"),
     ],
 )  # fmt: skip
 def test_contract_validation_errors(mutate: Any, message: str) -> None:
@@ -162,6 +180,37 @@ def test_missing_source_column_is_found_against_discover(tmp_path: Path) -> None
     data = _broken(lambda d: _table(d, "ward").update(source="CT_Wards"))
     with pytest.raises(ContractError, match="missing source table 'CT_Wards'"):
         contract_from_json(data, source_tables=tables)
+    # An exclusion on a source column names it before any row moves.
+    data = _broken(
+        lambda d: _table(d, "patient").update(
+            exclude=[{"id": "EX", "column": "PAPMI_Class", "op": "is_null"}]
+        )
+    )
+    with pytest.raises(
+        ContractError,
+        match=r"exclude rule EX: missing source column PA_PatMas\.PAPMI_Class",
+    ):
+        contract_from_json(data, source_tables=tables)
+
+
+def test_exclusion_rules_keep_their_form_and_field_rules_their_hash() -> None:
+    """A rule on a source column is written with ``column``; one on a target
+    field with ``field`` and nothing else, as before (existing contracts keep
+    their canonical form, hence their hash)."""
+    rules = [
+        {"id": "EX-F", "field": "pas_number", "op": "in", "values": ["X"],
+         "reason": "test_patient"},
+        {"id": "EX-C", "column": "PAPMI_Sex_DR", "op": "not_in", "values": ["M", "F"],
+         "reason": "not_in_scope"},
+    ]  # fmt: skip
+    data = _broken(lambda d: _table(d, "patient").update(exclude=rules))
+    contract = contract_from_json(data)
+    assert _table(contract.to_dict(), "patient")["exclude"] == rules
+    # A field rule is written exactly as before rules could name a column.
+    only_field = _broken(lambda d: _table(d, "patient").update(exclude=rules[:1]))
+    assert _table(contract_from_json(only_field).to_dict(), "patient")["exclude"] == [
+        rules[0]
+    ]
 
 
 def test_run_refuses_a_contract_that_does_not_fit_the_source(

@@ -208,6 +208,62 @@ def test_exclusions_and_lenient_crosswalks_are_counted(
     assert recs["5"]["raw_value"] == "2019-02-30"
 
 
+def test_exclusion_on_a_source_column_the_contract_maps_nowhere(
+    tmp_path: Path, make_sink: Any
+) -> None:
+    """A table fed by part of a source table: rows whose (trimmed) source
+    text matches are excluded with the column and raw value recorded, the
+    column is read without being mapped, and the ledger still balances."""
+    import sqlite3
+
+    data = copy.deepcopy(default_contract_dict())
+    pat = next(t for t in data["tables"] if t["target"] == "patient")
+    pat["exclude"] = [
+        {"id": "EX-TEST", "column": "PAPMI_Status", "op": "eq", "values": ["TEST"],
+         "reason": "test_patient"}
+    ]  # fmt: skip
+    contract = contract_from_json(data)
+    path = mini_pas(
+        tmp_path / "s.sqlite3",
+        patients=[
+            patient(1),
+            patient(2),
+            patient(3, DeceasedDate="2019-02-30"),  # excluded before rejected
+            patient(4),
+            patient(5),
+        ],
+    )
+    conn = sqlite3.connect(path)
+    conn.execute("ALTER TABLE PA_PatMas ADD COLUMN PAPMI_Status TEXT")
+    for row_id, status in [(2, "TEST"), (3, " TEST "), (4, "test"), (5, "")]:
+        conn.execute(
+            "UPDATE PA_PatMas SET PAPMI_Status = ? WHERE PAPMI_RowId = ?",
+            (status, row_id),
+        )
+    conn.commit()
+    conn.close()
+    sink = make_sink()
+    rep = run_contract(contract, sqlite_source(path), sink, "run-x")
+    assert rep.status == "succeeded", rep.failure_reasons
+    assert_ledger(rep)
+    t = rep.table("patient")
+    assert (t.source_rows, t.rows_loaded, t.rows_excluded, t.rows_rejected) == (
+        5, 3, 2, 0,
+    )  # fmt: skip
+    assert t.excluded_by_rule == {"test_patient": 2}
+    recs = {r["source_key"]: r for r in sink.rejects("run-x")}
+    assert set(recs) == {"2", "3"}
+    for key, raw in [("2", "TEST"), ("3", " TEST ")]:
+        assert recs[key]["action"] == "exclude"
+        assert recs[key]["rule_id"] == "EX-TEST"
+        assert (recs[key]["column_name"], recs[key]["raw_value"]) == (
+            "PAPMI_Status",
+            raw,
+        )
+    loaded = {r[0] for r in target_rows(sink, "patient", ["_source_key"])}
+    assert loaded == {"1", "4", "5"}
+
+
 def test_crosswalk_miss_records_crosswalk_id_version_and_raw_value(
     tmp_path: Path, make_sink: Any
 ) -> None:
