@@ -7,6 +7,8 @@ and write the audit event; ``adapters.py`` is the only bridge to the engine.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 
@@ -303,6 +305,44 @@ class TableMapping(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source_table} → {self.target_table}"
+
+
+class ExclusionRule(Reviewable):
+    """Rows of a table mapping's source left out of its target, reviewed like
+    a field mapping (four-eyes): which rows migrate is a steward's decision
+    too. The engine's exclusion rule -- on a source ``column`` as read or a
+    target ``field`` after its transforms, exactly one of the two."""
+
+    table_mapping = models.ForeignKey(
+        TableMapping, on_delete=models.CASCADE, related_name="exclusion_rules"
+    )
+    rule_id = models.CharField(max_length=80)
+    column = models.CharField(max_length=120, blank=True)
+    field = models.CharField(max_length=80, blank=True)
+    op = models.CharField(max_length=16)
+    values = models.JSONField(default=list, blank=True)
+    reason = models.CharField(max_length=80, default="excluded_by_rule")
+
+    class Meta:
+        ordering = ["table_mapping", "rule_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["table_mapping", "rule_id"], name="uniq_exclusion_rule"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.table_mapping.target_table}: {self.rule_id}"
+
+    def engine_dict(self) -> dict[str, Any]:
+        """Return the rule in the engine contract's JSON form."""
+        out: dict[str, Any] = {"id": self.rule_id}
+        if self.column:
+            out["column"] = self.column
+        else:
+            out["field"] = self.field
+        out.update(op=self.op, values=list(self.values), reason=self.reason)
+        return out
 
 
 class FieldMapping(Reviewable):

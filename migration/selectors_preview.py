@@ -58,6 +58,8 @@ class PreviewRow:
     rule_id: str = ""
     #: rejected for a column that is not this field's (another field's check)
     other_field: bool = False
+    #: left out by one of the table's exclusion rules (``reason`` says which)
+    excluded: bool = False
 
 
 @dataclass
@@ -78,6 +80,11 @@ class MappingPreview:
     def rejected(self) -> int:
         """Return how many sampled rows the table's rules would reject."""
         return sum(1 for r in self.rows if r.rejected)
+
+    @property
+    def excluded(self) -> int:
+        """Return how many sampled rows the table's exclusion rules leave out."""
+        return sum(1 for r in self.rows if r.excluded)
 
 
 def _text(value: Any, sql_type: str = "") -> Any:
@@ -256,6 +263,7 @@ def mapping_preview(
             own_failure.setdefault(int(i), str(step.reason or "transform_failed"))
     loaded: dict[str, Any] = {}
     rejects: dict[str, Any] = {}
+    exclusions: dict[str, Any] = {}
     if result is not None:
         loaded = {
             str(k): v
@@ -265,10 +273,12 @@ def mapping_preview(
                 strict=False,
             )
         }
+        records = result.rejects.to_dict("records")
         rejects = {
-            str(r["source_key"]): r
-            for r in result.rejects.to_dict("records")
-            if r.get("action") == "reject"
+            str(r["source_key"]): r for r in records if r.get("action") == "reject"
+        }
+        exclusions = {
+            str(r["source_key"]): r for r in records if r.get("action") == "exclude"
         }
     own_columns = {*preview.source_columns, shown.target_field}
     keys = sample[tm.source_key].astype(str).tolist() if len(sample) else []
@@ -288,6 +298,21 @@ def mapping_preview(
                     value=show(chain_value),
                     rejected=bool(reason),
                     reason=reason,
+                )
+            )
+            continue
+        out = exclusions.get(key)
+        if out is not None:
+            preview.rows.append(
+                PreviewRow(
+                    source_key=key,
+                    inputs=row_inputs,
+                    value=None,
+                    rejected=False,
+                    reason=str(out["reason"]),
+                    column=str(out.get("column_name") or ""),
+                    rule_id=str(out.get("rule_id") or ""),
+                    excluded=True,
                 )
             )
             continue

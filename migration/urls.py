@@ -56,6 +56,11 @@ urlpatterns = [
         name="fieldmapping-bulk",
     ),
     path(
+        "exclusion-rules/<int:rule_id>/review/",
+        views.exclusionrule_review,
+        name="exclusionrule-review",
+    ),
+    path(
         "fields/<int:fm_id>/review/",
         views.fieldmapping_review,
         name="fieldmapping-review",

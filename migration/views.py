@@ -29,7 +29,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from connectors.models import Connector, ConnectorRole
 from governance.access import access_object
 from governance.audit import Refused
-from migration.engine.errors import EngineError
+from migration.engine.contract import exclude_rule_from_dict
+from migration.engine.errors import ContractError, EngineError
 from migration.models import (
     CodeSystem,
     Concept,
@@ -37,6 +38,7 @@ from migration.models import (
     Crosswalk,
     CrosswalkRow,
     Equivalence,
+    ExclusionRule,
     FieldMapping,
     MappingSet,
     MissQueueEntry,
@@ -61,7 +63,11 @@ from migration.selectors_mapping import (
 from migration.selectors_misses import run_crosswalk_misses
 from migration.selectors_preview import MappingPreview, mapping_preview
 from migration.selectors_rejects import rejects_for
-from migration.services.contracts import contract_blockers_by_kind, contract_publish
+from migration.services.contracts import (
+    contract_blockers_by_kind,
+    contract_publish,
+    exclusion_in_words,
+)
 from migration.services.crosswalks import (
     crosswalk_import_csv,
     crosswalk_row_approve,
@@ -74,6 +80,9 @@ from migration.services.crosswalks import (
     missqueue_resolve,
 )
 from migration.services.mappings import (
+    exclusion_rule_approve,
+    exclusion_rule_flag,
+    exclusion_rule_reject,
     field_mapping_approve,
     field_mapping_draft,
     field_mapping_flag,
@@ -848,6 +857,19 @@ def tablemapping_detail(
         ),
         {},
     )
+    exclusions = []
+    for rule in tm.exclusion_rules.select_related("author", "reviewer"):
+        try:
+            words = exclusion_in_words(exclude_rule_from_dict(rule.engine_dict()))
+        except ContractError as exc:  # stored by an import that checked it
+            words = f"a rule the engine cannot read: {exc}"
+        exclusions.append(
+            {
+                "rule": rule,
+                "words": words,
+                "own": request.user.pk in (rule.author_id, rule.last_changed_by_id),
+            }
+        )
     return render(
         request,
         "migration/tablemapping_detail.html",
@@ -856,6 +878,7 @@ def tablemapping_detail(
             "perms": project_perms(request.user, project),
             "mapping_set": tm.mapping_set,
             "tm": tm,
+            "exclusions": exclusions,
             "rows": rows,
             "verbs": list(REVIEW_VERBS),
             "source_columns": [str(c["name"]) for c in source.get("columns", [])],
@@ -990,6 +1013,50 @@ def fieldmapping_review(
     except Refused as exc:
         return refused(request, exc, to)
     messages.success(request, f"{fm.target_field}: {verb} recorded")
+    return redirect(to)
+
+
+@login_required
+@require_POST
+def exclusionrule_review(
+    request: HtmxHttpRequest, project_id: int, rule_id: int
+) -> HttpResponse:
+    """Approve, flag or reject one of a table's exclusion rules (four-eyes)."""
+    project = page_project(request, project_id)
+    rule = access_object(
+        request.user,
+        ExclusionRule.objects.filter(
+            table_mapping__mapping_set__project=project
+        ).select_related("table_mapping__mapping_set"),
+        rule_id,
+        project_field="table_mapping__mapping_set__project",
+    )
+    tm = rule.table_mapping
+    to = (
+        reverse(
+            "migration:tablemapping-detail",
+            args=[project.pk, tm.mapping_set_id, tm.pk],
+        )
+        + "#exclusions"
+    )
+    verb = request.POST.get("verb", "")
+    review = {
+        "approve": exclusion_rule_approve,
+        "flag": exclusion_rule_flag,
+        "reject": exclusion_rule_reject,
+    }.get(verb)
+    if review is None:
+        messages.error(request, "Choose approve, flag or reject")
+        return redirect(to)
+    try:
+        review(
+            actor=request.user,
+            rule=rule,
+            comment=request.POST.get("comment", "").strip(),
+        )
+    except Refused as exc:
+        return refused(request, exc, to)
+    messages.success(request, f"Exclusion rule {rule.rule_id}: {verb} recorded")
     return redirect(to)
 
 

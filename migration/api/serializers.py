@@ -19,6 +19,7 @@ from migration.models import (
     Contract,
     Crosswalk,
     CrosswalkRow,
+    ExclusionRule,
     FieldMapping,
     MappingSet,
     MissQueueEntry,
@@ -310,8 +311,31 @@ class SnapshotRefSerializer(serializers.Serializer[Any]):
     snapshot = ScopedPrimaryKeyRelatedField(queryset=SchemaSnapshot.objects.all())
 
 
+class ExclusionRuleSerializer(serializers.ModelSerializer[ExclusionRule]):
+    """Source rows a table leaves out, and where its four-eyes review stands."""
+
+    class Meta:
+        model = ExclusionRule
+        fields = [
+            "id",
+            "rule_id",
+            "column",
+            "field",
+            "op",
+            "values",
+            "reason",
+            "status",
+            "author",
+            "reviewer",
+            "reviewed_at",
+        ]
+        read_only_fields = fields
+
+
 class TableMappingSerializer(serializers.ModelSerializer[TableMapping]):
     """A source table mapped onto a target table."""
+
+    exclusion_rules = ExclusionRuleSerializer(many=True, read_only=True)
 
     class Meta:
         model = TableMapping
@@ -323,8 +347,9 @@ class TableMappingSerializer(serializers.ModelSerializer[TableMapping]):
             "source_key",
             "joins",
             "filter",
+            "exclusion_rules",
         ]
-        read_only_fields = ["id", "joins", "filter"]
+        read_only_fields = ["id", "joins", "filter", "exclusion_rules"]
         extra_kwargs = {"mapping_set": {"queryset": MappingSet.objects.all()}}
 
 
@@ -440,6 +465,9 @@ class PreviewRowSerializer(serializers.Serializer[Any]):
         help_text="rejected by another field's check; value is what this field gave"
     )
     rule_id = serializers.CharField(allow_blank=True)
+    excluded = serializers.BooleanField(
+        help_text="left out by the table's exclusion rule rule_id (reason says why)"
+    )
 
 
 class MappingPreviewSerializer(serializers.Serializer[Any]):
@@ -457,6 +485,9 @@ class MappingPreviewSerializer(serializers.Serializer[Any]):
         help_text="crosswalk rows still under review the preview translated with"
     )
     rejected = serializers.IntegerField()
+    excluded = serializers.IntegerField(
+        help_text="sampled rows the table's exclusion rules leave out"
+    )
     rows = PreviewRowSerializer(many=True)
 
 

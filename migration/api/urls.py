@@ -11,6 +11,7 @@ ROUTES: list[tuple[str, Any, str]] = [
     ("mapping-sets", views_mapping.MappingSetViewSet, "mapping-set"),
     ("table-mappings", views_mapping.TableMappingViewSet, "table-mapping"),
     ("field-mappings", views_mapping.FieldMappingViewSet, "field-mapping"),
+    ("exclusion-rules", views_mapping.ExclusionRuleViewSet, "exclusion-rule"),
     ("code-systems", views_mapping.CodeSystemViewSet, "code-system"),
     ("crosswalks", views_mapping.CrosswalkViewSet, "crosswalk"),
     ("crosswalk-rows", views_mapping.CrosswalkRowViewSet, "crosswalk-row"),

@@ -28,6 +28,7 @@ from migration.api.serializers import (
     CrosswalkRowSerializer,
     CrosswalkSeedSerializer,
     CrosswalkSerializer,
+    ExclusionRuleSerializer,
     FieldMappingCreateSerializer,
     FieldMappingDraftSerializer,
     FieldMappingSerializer,
@@ -50,6 +51,7 @@ from migration.models import (
     CodeSystem,
     Crosswalk,
     CrosswalkRow,
+    ExclusionRule,
     FieldMapping,
     MappingSet,
     MissQueueEntry,
@@ -287,7 +289,7 @@ class TableMappingViewSet(
 ):
     """Table mappings of mapping sets."""
 
-    queryset = TableMapping.objects.all()
+    queryset = TableMapping.objects.prefetch_related("exclusion_rules")
     serializer_class = TableMappingSerializer
     project_field = "mapping_set__project"
     filterset_fields = ["mapping_set", "target_table"]
@@ -583,6 +585,53 @@ class CrosswalkViewSet(
             encoding=body.validated_data["encoding"],
         )
         return Response(counts)
+
+
+_RULE = ExclusionRuleSerializer
+
+
+@extend_schema_view(
+    list=_read("Exclusion rules: source rows a table leaves out", _RULE),
+    retrieve=_read("One exclusion rule", _RULE),
+    propose=_write("Submit a draft rule for review", None, _RULE),
+    approve=_write("Approve (not your own work: four eyes)", ReviewSerializer, _RULE),
+    flag=_write("Flag for attention", ReviewSerializer, _RULE),
+    reject=_write(
+        "Reject (the rule is dropped: those rows migrate)", ReviewSerializer, _RULE
+    ),
+    bulk=_write(
+        "Approve or revert exactly these ids (all or nothing)",
+        BulkReviewSerializer,
+        _RULE(many=True),
+    ),
+)
+class ExclusionRuleViewSet(
+    ReviewActionsMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    ProjectScoped,
+    GenericViewSet,
+):
+    """Tables' exclusion rules and their four-eyes review (set by importing a
+    contract; the services enforce four eyes)."""
+
+    queryset = ExclusionRule.objects.select_related(
+        "table_mapping", "author", "last_changed_by", "reviewer"
+    )
+    serializer_class = ExclusionRuleSerializer
+    project_field = FIELD_MAPPING_PROJECT
+    filterset_fields = ["table_mapping", "table_mapping__mapping_set", "status"]
+    review_item = "rule"
+    review_output = ExclusionRuleSerializer
+    review_services = fm_services
+    review_names = {
+        "propose": "exclusion_rule_propose",
+        "approve": "exclusion_rule_approve",
+        "flag": "exclusion_rule_flag",
+        "reject": "exclusion_rule_reject",
+        "bulk_approve": "exclusion_rules_bulk_approve",
+        "bulk_revert": "exclusion_rules_bulk_revert",
+    }
 
 
 _ROW = CrosswalkRowSerializer

@@ -17,7 +17,8 @@ no column for (kept in JSON so no model change was needed):
   steward approved.
 - A ``waived`` field mapping (resolution policy: deliberately left unmapped) is
   written as ``constant null`` so the contract states the decision explicitly.
-- ``TableMapping.filter`` may hold ``{"exclude": [engine exclude rules]}``.
+- A table mapping's ``ExclusionRule`` rows (not rejected) are the table's
+  engine exclusion rules, reviewed like field mappings.
 - ``MappingSet.options``: ``rule_packs``, ``rule_params``, ``as_of`` (an ISO
   date or ``{"date"|"source_table","source_column","format"}``), ``chunk_size``
   (or the engine's own ``{"rules": {...}}`` shape).
@@ -38,7 +39,7 @@ from governance.access import user_has_project_perm
 from governance.audit import Refused
 from governance.models import MigrationProject
 from migration.engine.contract import Contract as EngineContract
-from migration.engine.contract import Step, contract_from_dict
+from migration.engine.contract import ExcludeRule, Step, contract_from_dict
 from migration.engine.crosswalk import Crosswalk as EngineCrosswalk
 from migration.engine.defaults import default_contract_dict
 from migration.engine.errors import ContractError
@@ -47,6 +48,7 @@ from migration.engine.targets import dependency_order, load_target
 from migration.models import (
     Contract,
     Crosswalk,
+    ExclusionRule,
     FieldMapping,
     MappingSet,
     ReviewStatus,
@@ -60,6 +62,16 @@ class ContractBuildError(ValueError):
 
 
 # --- build -------------------------------------------------------------------
+
+
+#: How the contract's pages and Markdown say each exclusion operator.
+_EXCLUDE_OP_TEXT = {
+    "in": "is one of",
+    "not_in": "is none of",
+    "eq": "is",
+    "is_null": "is empty",
+    "not_null": "is not empty",
+}
 
 
 def _target_ref(value: str) -> tuple[str, str]:
@@ -216,7 +228,7 @@ def contract_dict_build(
     model, model_version = _target_ref(mapping_set.target_model_version)
     tables = []
     table_mappings = mapping_set.table_mappings.prefetch_related(
-        "field_mappings__crosswalk"
+        "field_mappings__crosswalk", "exclusion_rules"
     ).order_by("target_table")
     for tm in table_mappings:
         if tm.joins:
@@ -224,7 +236,6 @@ def contract_dict_build(
                 f"table {tm.target_table}: joins are not supported by the engine "
                 "contract; map a view or an extract instead"
             )
-        flt = tm.filter or {}
         tables.append(
             {
                 "target": tm.target_table,
@@ -236,7 +247,13 @@ def contract_dict_build(
                     )
                     for fm in sorted(tm.field_mappings.all(), key=_field_order)
                 ],
-                "exclude": list(flt.get("exclude", [])),
+                # Rejected rules are dropped (those rows migrate); publishing
+                # waits for every other rule's approval (contract_blockers).
+                "exclude": [
+                    r.engine_dict()
+                    for r in tm.exclusion_rules.all()
+                    if r.status != ReviewStatus.REJECTED
+                ],
             }
         )
     # Target-model order (parents first) reads naturally and keeps the body,
@@ -292,6 +309,7 @@ def contract_build(
 #: What can block publishing, as the mapping set page counts them.
 BLOCKER_FIELD = "field mappings not approved"
 BLOCKER_ROW = "crosswalk rows not approved"
+BLOCKER_EXCLUSION = "exclusion rules not approved"
 BLOCKER_REQUIRED = "required fields unmapped"
 BLOCKER_MODEL = "target model problems"
 
@@ -326,6 +344,19 @@ def contract_blockers_by_kind(*, mapping_set: MappingSet) -> list[tuple[str, str
                     "not approved",
                 )
             )
+    rules = ExclusionRule.objects.filter(
+        table_mapping__mapping_set=mapping_set
+    ).select_related("table_mapping")
+    for rule in rules.exclude(
+        status__in=[ReviewStatus.APPROVED, ReviewStatus.REJECTED]
+    ).order_by("table_mapping__target_table", "rule_id"):
+        problems.append(
+            (
+                BLOCKER_EXCLUSION,
+                f"exclusion rule {rule.rule_id} of {rule.table_mapping.target_table} "
+                f"is {rule.status}, not approved",
+            )
+        )
     for xw in _used_crosswalks(mapping_set):
         for row in xw.rows.exclude(status=ReviewStatus.APPROVED).order_by("local_code"):
             problems.append(
@@ -538,11 +569,24 @@ _WORDS: dict[str, str] = {
     "nhs_number_normalise": "normalise NHS number (digits only)",
     "postcode_normalise": "normalise postcode (upper-case, single space)",
     "horolog_to_date": "convert Caché $HOROLOG day number to a date",
+    "stable_number": "give each value a stable whole number (its hash)",
 }
 
 
 def _lit(value: Any) -> str:
     return "NULL" if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def exclusion_in_words(rule: ExcludeRule) -> str:
+    """Return which rows an exclusion rule leaves out, in a reviewer's words."""
+    tested = (
+        f"source column {rule.column}"
+        if rule.column is not None
+        else f"target field {rule.field}"
+    )
+    values = ", ".join(_lit(v) for v in rule.values)
+    said = " ".join(x for x in (_EXCLUDE_OP_TEXT.get(rule.op, rule.op), values) if x)
+    return f"rows where {tested} {said} are excluded ({rule.reason})"
 
 
 def step_in_words(step: Step, crosswalks: Mapping[str, EngineCrosswalk]) -> str:
@@ -679,14 +723,7 @@ def _spec(contract: Contract | EngineContract) -> dict[str, Any]:
                 "key": tm.key,
                 "fields": fields,
                 "exclude": [
-                    {
-                        "id": e.id,
-                        "field": e.field,
-                        "op": e.op,
-                        "values": list(e.values),
-                        "reason": e.reason,
-                    }
-                    for e in tm.exclude
+                    {**e.as_dict(), "words": exclusion_in_words(e)} for e in tm.exclude
                 ],
                 "crosswalks": crosswalks,
                 "rules": [
@@ -760,10 +797,7 @@ def contract_spec_markdown(contract: Contract | EngineContract) -> str:
                 f"{_md_cell(src)} | {_md_cell(chain)} |"
             )
         for e in t["exclude"]:
-            out.append(
-                f"\nExclusion rule `{e['id']}`: rows where `{e['field']}` "
-                f"{e['op']} {_lit(e['values'])} are excluded ({e['reason']})."
-            )
+            out.append(f"\nExclusion rule `{e['id']}`: {e['words']}.")
         for x in t["crosswalks"]:
             out += [
                 "",

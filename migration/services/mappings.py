@@ -33,6 +33,7 @@ from migration.engine.errors import ContractError
 from migration.engine.transforms import REGISTRY, check_args
 from migration.models import (
     Crosswalk,
+    ExclusionRule,
     FieldMapping,
     MappingSet,
     ReviewStatus,
@@ -788,6 +789,113 @@ def field_mappings_bulk_revert(
     )
 
 
+# --- exclusion rules (which source rows a table leaves out) ------------------------
+
+
+def _er_project(rule: ExclusionRule) -> int:
+    return int(
+        MappingSet.objects.filter(table_mappings__pk=rule.table_mapping_id)
+        .values_list("project_id", flat=True)
+        .get()
+    )
+
+
+EXCLUSION_RULE_POLICY = ReviewPolicy(
+    model=ExclusionRule,
+    entity="exclusion_rule",
+    project_id=_er_project,
+    needs_rationale=lambda rule: False,  # its reason code says why
+)
+
+
+def _exclusion_rule_store(
+    *,
+    actor: Any,
+    table_mapping: TableMapping,
+    rule: Mapping[str, Any],
+    author: Any,
+    event: Mapping[str, Any],
+) -> ExclusionRule:
+    """Create a PROPOSED exclusion rule and its audit event (checks done)."""
+    er = ExclusionRule.objects.create(
+        table_mapping=table_mapping,
+        rule_id=str(rule["id"]),
+        column=str(rule.get("column") or ""),
+        field=str(rule.get("field") or ""),
+        op=str(rule["op"]),
+        values=list(rule.get("values") or []),
+        reason=str(rule.get("reason") or "excluded_by_rule"),
+        status=S.PROPOSED,
+        author=author,
+        last_changed_by=author,
+    )
+    audit.record(
+        actor=actor,
+        action="migration.exclusion_rule.created",
+        target=er,
+        project=table_mapping.mapping_set.project_id,
+        data={
+            "table_mapping": table_mapping.pk,
+            "rule": er.engine_dict(),
+            "to": S.PROPOSED,
+            **event,
+        },
+    )
+    return er
+
+
+def exclusion_rule_propose(*, actor: Any, rule: ExclusionRule) -> ExclusionRule:
+    """Submit a draft rule for review; Refused when not allowed."""
+    return review_transition(
+        policy=EXCLUSION_RULE_POLICY, actor=actor, item=rule, verb="propose"
+    )
+
+
+def _rule_review(verb: str) -> Callable[..., ExclusionRule]:
+    def review(*, actor: Any, rule: ExclusionRule, comment: str = "") -> ExclusionRule:
+        return review_transition(
+            policy=EXCLUSION_RULE_POLICY,
+            actor=actor,
+            item=rule,
+            verb=verb,
+            comment=comment,
+        )
+
+    review.__name__ = f"exclusion_rule_{verb}"
+    review.__doc__ = (
+        f"{verb.capitalize()} an exclusion rule (four-eyes on approval, audited); "
+        "Refused, with nothing changed, when not allowed."
+    )
+    return review
+
+
+exclusion_rule_approve = _rule_review("approve")
+exclusion_rule_flag = _rule_review("flag")
+exclusion_rule_reject = _rule_review("reject")
+
+
+def exclusion_rules_bulk_approve(
+    *, actor: Any, ids: Iterable[Any], comment: str = ""
+) -> list[ExclusionRule]:
+    """Approve exactly the rules ``ids`` (all or nothing); Refused otherwise."""
+    return review_bulk(
+        policy=EXCLUSION_RULE_POLICY,
+        actor=actor,
+        ids=ids,
+        verb="approve",
+        comment=comment,
+    )
+
+
+def exclusion_rules_bulk_revert(
+    *, actor: Any, ids: Iterable[Any], to: str = S.PROPOSED
+) -> list[ExclusionRule]:
+    """Revert exactly the rules ``ids`` to draft/proposed (all or nothing)."""
+    return review_bulk(
+        policy=EXCLUSION_RULE_POLICY, actor=actor, ids=ids, verb="revert", to=to
+    )
+
+
 def _snapshot_columns(snapshot: SchemaSnapshot) -> dict[str, set[str]]:
     return {
         str(t["name"]): {str(c["name"]) for c in t.get("columns", [])}
@@ -885,10 +993,16 @@ def mapping_set_import_contract(
                 target_table=table["target"],
                 source_table=table["source"],
                 source_key=table["key"],
-                filter={"exclude": list(table["exclude"])}
-                if table.get("exclude")
-                else None,
             )
+            parsed = next(t for t in engine.tables if t.target == table["target"])
+            for rule in parsed.exclude:
+                _exclusion_rule_store(
+                    actor=actor,
+                    table_mapping=tm,
+                    rule=rule.as_dict(),
+                    author=author,
+                    event={"from_contract": source},
+                )
             for fld in table["fields"]:
                 steps = _validate_transforms(list(fld.get("transforms") or []))
                 crosswalk, strict = None, True

@@ -554,6 +554,17 @@ def _transforms_for(
             ], [f"row id of {ref}: resolved through the migrated {ref}"]
         return [step("trim"), step("upper"), step("null_if_empty")], []
     if sem == "identifier":
+        if (
+            f.sql_type == "BIGINT"
+            and _family(col) == "text"
+            and ((prof or {}).get("semantic") == "text")
+        ):
+            # Keys that are not numbers (a third-party extract's UUIDs):
+            # to_integer would reject every row.
+            return [step("trim"), step("stable_number")], [
+                "the source keys are not numbers: each gets a stable number "
+                "(the key itself stays in every row's provenance)"
+            ]
         if f.sql_type in {"BIGINT", "INTEGER"}:
             if _family(col) != "integer":
                 return [step("to_integer")], ["check: the source values are text"]

@@ -31,6 +31,7 @@ from migration.models import (
     Concept,
     Crosswalk,
     CrosswalkRow,
+    ExclusionRule,
     FieldMapping,
     MappingSet,
     MissQueueEntry,
@@ -175,6 +176,23 @@ def build_world(
         table_mapping=w["table_mapping"],
         target_field="pas_number",
         source_columns=["PatID"],
+        status="draft",
+    )
+    w["exclusion_rule"] = ExclusionRule.objects.create(
+        table_mapping=w["table_mapping"],
+        rule_id="EX-1",
+        field="nhs_number",
+        op="is_null",
+        reason="no_nhs_number",
+        status="proposed",
+    )
+    w["exclusion_rule_draft"] = ExclusionRule.objects.create(
+        table_mapping=w["table_mapping"],
+        rule_id="EX-2",
+        column="Status",
+        op="eq",
+        values=["TEST"],
+        reason="test_patient",
         status="draft",
     )
     w["code_system"], _ = CodeSystem.objects.get_or_create(

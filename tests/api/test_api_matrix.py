@@ -181,6 +181,28 @@ POLICY: dict[tuple[str, str], Rule] = {
         expect("401 403 200 403 403 403"),
         body=lambda w: {"action": "approve", "ids": [w["field_mapping"].pk]},
     ),
+    ("exclusion-rule-list", "GET"): Rule(LIST),
+    ("exclusion-rule-detail", "GET"): Rule(DETAIL, obj="exclusion_rule"),
+    ("exclusion-rule-propose", "POST"): Rule(
+        expect("401 200 200 404 403 200"), obj="exclusion_rule_draft"
+    ),
+    ("exclusion-rule-approve", "POST"): Rule(
+        expect("401 403 200 404 403 403"), obj="exclusion_rule", body=lambda w: {}
+    ),
+    ("exclusion-rule-flag", "POST"): Rule(
+        expect("401 403 200 404 403 403"),
+        obj="exclusion_rule",
+        body=lambda w: {"comment": "why these rows?"},
+    ),
+    ("exclusion-rule-reject", "POST"): Rule(
+        expect("401 403 200 404 403 403"),
+        obj="exclusion_rule",
+        body=lambda w: {"comment": "these rows migrate"},
+    ),
+    ("exclusion-rule-bulk", "POST"): Rule(
+        expect("401 403 200 403 403 403"),
+        body=lambda w: {"action": "approve", "ids": [w["exclusion_rule"].pk]},
+    ),
     # --- code systems, crosswalks, rows, miss queue
     ("code-system-list", "GET"): Rule(LIST),
     ("code-system-detail", "GET"): Rule(GLOBAL, obj="code_system"),

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from engine_kit import CrashAfter, assert_ledger, sqlite_source, target_rows
+from synthea_kit import SYNTHEA, synthea_contract
 
 from connectors.kinds import get_kind
 from connectors.sinks.sqlite import SqliteSink
@@ -117,103 +118,15 @@ def test_a_killed_run_over_a_shuffled_extract_resumes_exactly(
     assert sorted(p.name for p in (tmp_path / "land").iterdir()) == landed
 
 
-SYNTHEA = Path(__file__).resolve().parents[3] / "shared" / "data" / "synthea"
-
-
-def _steps(*names: str) -> list[dict[str, Any]]:
-    return [{"name": n, "args": {}} for n in names]
-
-
 def test_a_source_we_never_saw_runs_synthea_patients(tmp_path: Path) -> None:
-    """Synthea's patients.csv (rows in no key order, UUID keys) through a
-    contract written the way the suggestions map it: every row accounted for."""
+    """Synthea's patients.csv (rows in no key order, UUID keys) through the
+    mapping a DM engineer writes for it: every row accounted for."""
     if not (SYNTHEA / "patients.csv").exists():
         pytest.fail(f"the Synthea extract is missing at {SYNTHEA}")
-    contract = contract_from_dict(
-        {
-            "format": 1,
-            "name": "synthea-patients",
-            "version": "1",
-            "description": "Synthea patients.csv -> NHS PAS target v1 (patients)",
-            "target": {"model": "nhs_pas_target", "version": "1"},
-            "chunk_size": 10,
-            "rules": {
-                "packs": ["pmi"],
-                "params": {"dob_min": "1880-01-01"},
-                "as_of": {"date": "2026-11-01"},
-            },
-            "crosswalks": [
-                {
-                    "id": "synthea.GENDER",
-                    "version": "1",
-                    "source_system": "synthea:GENDER",
-                    "target_system": "person_stated_gender",
-                    "target_version": "2024.1",
-                    "entries": [
-                        {"local": "M", "national": "1", "equivalence": "equal"},
-                        {"local": "F", "national": "2", "equivalence": "equal"},
-                    ],
-                }
-            ],
-            "tables": [
-                {
-                    "target": "patient",
-                    "source": "patients",
-                    "key": "Id",
-                    "fields": [
-                        {
-                            "target": "pas_number",
-                            "source": ["Id"],
-                            "transforms": _steps("trim", "upper"),
-                        },
-                        {
-                            "target": "nhs_number_status",  # no NHS numbers: trace
-                            "source": [],
-                            "transforms": [
-                                {"name": "constant", "args": {"value": "03"}}
-                            ],
-                        },
-                        {
-                            "target": "family_name",
-                            "source": ["LAST"],
-                            "transforms": _steps("trim", "null_if_empty"),
-                        },
-                        {
-                            "target": "given_name",
-                            "source": ["FIRST"],
-                            "transforms": _steps("trim", "null_if_empty"),
-                        },
-                        {
-                            "target": "date_of_birth",
-                            "source": ["BIRTHDATE"],
-                            "transforms": [
-                                {"name": "date_parse", "args": {"format": "%Y-%m-%d"}}
-                            ],
-                        },
-                        {
-                            "target": "date_of_death",
-                            "source": ["DEATHDATE"],
-                            "transforms": [
-                                *_steps("null_if_empty"),
-                                {"name": "date_parse", "args": {"format": "%Y-%m-%d"}},
-                            ],
-                        },
-                        {
-                            "target": "gender",
-                            "source": ["GENDER"],
-                            "transforms": [
-                                *_steps("trim", "upper"),
-                                {
-                                    "name": "crosswalk",
-                                    "args": {"id": "synthea.GENDER", "mode": "strict"},
-                                },
-                            ],
-                        },
-                    ],
-                }
-            ],
-        }
-    )
+    data = synthea_contract(("patient",))
+    data["chunk_size"] = 10  # several chunks over 27 rows
+    assert data["rules"]["packs"] == ["pmi"]
+    contract = contract_from_dict(data)
     src = get_kind("csv").open(
         {"path": str(SYNTHEA), "landing_dir": str(tmp_path / "land")}, name="synthea"
     )

@@ -119,6 +119,21 @@ def build_world(
     )
     mine.refresh_from_db()
     field_mapping_propose(actor=steward, mapping=mine)
+    # A rule leaving some source rows out, proposed by steward2 (as an import
+    # of a contract with exclusions leaves it): steward reviews it.
+    from migration.models import ExclusionRule
+
+    exclusion = ExclusionRule.objects.create(
+        table_mapping=theirs[0].table_mapping,
+        rule_id="EX-TEST",
+        field=theirs[0].target_field,
+        op="eq",
+        values=["a value no row holds"],  # the pages' other checks see every row
+        reason="test_rows",
+        status=ReviewStatus.PROPOSED,
+        author=steward2,
+        last_changed_by=steward2,
+    )
     contract = contract_import_default(actor=dm_engineer, project=project)
     world: dict[str, Any] = {
         "project": project,
@@ -129,6 +144,7 @@ def build_world(
         "mapping_set": mapping_set,
         "theirs": [FieldMapping.objects.get(pk=fm.pk) for fm in theirs],
         "mine": FieldMapping.objects.get(pk=mine.pk),
+        "exclusion": exclusion,
         "contract": contract,
     }
     if not execute_run:

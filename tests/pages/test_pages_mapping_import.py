@@ -370,3 +370,110 @@ def test_the_step_editor_shows_a_transforms_own_argument_boxes(
         )
     ).content.decode()
     assert "date_parse (format %d/%m/%Y)" in page  # the summary names arguments
+
+
+def test_a_tables_exclusion_rules_are_shown_to_its_reviewers(
+    project: Any, snapshot: Any, steward: Any, legacy_db: Path
+) -> None:
+    """Rows a table leaves out are said on its mapping page, in words, before
+    anyone approves the fields that map the rest."""
+    import copy
+
+    from migration.services.crosswalks import crosswalks_seed_defaults
+    from migration.services.mappings import mapping_set_import_contract
+
+    data = copy.deepcopy(default_contract_dict())
+    pat = next(t for t in data["tables"] if t["target"] == "patient")
+    pat["exclude"] = [
+        {"id": "EX-DEAD", "column": "PAPMI_DeceasedDate", "op": "not_null",
+         "values": [], "reason": "deceased_not_migrated"},
+        {"id": "EX-TEST", "field": "family_name", "op": "in",
+         "values": ["XXTEST", "ZZTEST"], "reason": "test_patient"},
+        {"id": "EX-F", "column": "PAPMI_Sex_DR", "op": "eq", "values": ["F"],
+         "reason": "another_mapping"},
+    ]  # fmt: skip
+    crosswalks_seed_defaults(actor="tests", project=project)
+    ms = mapping_set_import_contract(
+        actor="tests", project=project, source_snapshot=snapshot, contract=data
+    )
+    tm = ms.table_mappings.get(target_table="patient")
+    client = Client()
+    client.force_login(steward)
+    page = client.get(
+        reverse("migration:tablemapping-detail", args=[project.pk, ms.pk, tm.pk])
+    ).content.decode()
+    assert "Not every row of <span" in page
+    assert (
+        "Rows where source column PAPMI_DeceasedDate is not empty are excluded "
+        "(deceased_not_migrated)" in page
+    )
+    assert (
+        "Rows where target field family_name is one of &quot;XXTEST&quot;, "
+        "&quot;ZZTEST&quot; are excluded (test_patient)" in page
+    )
+    # A table without rules says nothing about exclusions.
+    spells = ms.table_mappings.get(target_table="inpatient_spell")
+    other = client.get(
+        reverse("migration:tablemapping-detail", args=[project.pk, ms.pk, spells.pk])
+    ).content.decode()
+    assert 'id="exclusions"' not in other
+    # The preview of a field of that table says which sampled rows a rule
+    # leaves out (and the page says how many).
+    import sqlite3
+
+    from migration.selectors_preview import mapping_preview
+
+    fm = tm.field_mappings.get(target_field="family_name")
+    preview = mapping_preview(user=steward, mapping=fm)
+    assert not preview.error and preview.rows
+    with sqlite3.connect(legacy_db) as conn:
+        source = {
+            str(k): (dead, sex)
+            for k, dead, sex in conn.execute(
+                "SELECT PAPMI_RowId, PAPMI_DeceasedDate, PAPMI_Sex_DR FROM PA_PatMas"
+            )
+        }
+
+    def rule_of(key: str) -> str | None:  # the first rule that matches, as the engine
+        dead, sex = source[key]
+        if (dead or "").strip():
+            return "EX-DEAD"
+        return "EX-F" if (sex or "").strip() == "F" else None  # exact: "f" stays
+
+    out = {r.source_key: r for r in preview.rows if r.excluded}
+    assert 0 < len(out) < len(preview.rows)
+    assert {k: r.rule_id for k, r in out.items()} == {
+        r.source_key: rule_of(r.source_key)
+        for r in preview.rows
+        if rule_of(r.source_key)
+    }
+    assert all(r.column == "PAPMI_Sex_DR" for r in out.values() if r.rule_id == "EX-F")
+    assert not any(r.rejected for r in out.values()) and preview.excluded == len(out)
+    shown = client.get(
+        reverse("migration:fieldmapping-preview", args=[project.pk, fm.pk])
+    ).content.decode()
+    assert f"{len(out)} left out by its exclusion rules" in shown
+    assert (
+        "<strong>excluded</strong> by rule EX-F: another_mapping (PAPMI_Sex_DR)"
+        in shown
+    )
+    # A reviewer approves a rule in the page (the importer was the system).
+    from migration.models import ExclusionRule
+
+    rule = ExclusionRule.objects.get(table_mapping=tm, rule_id="EX-DEAD")
+    assert rule.status == ReviewStatus.PROPOSED
+    assert 'name="verb" type="radio" value="approve"' in page
+    done = client.post(
+        reverse("migration:exclusionrule-review", args=[project.pk, rule.pk]),
+        {"verb": "approve", "comment": "Deceased patients go to the archive"},
+    )
+    assert done.status_code == 302 and done["Location"].endswith("#exclusions")
+    rule.refresh_from_db()
+    assert (rule.status, rule.reviewer) == (ReviewStatus.APPROVED, steward)
+    assert AuditEvent.objects.filter(
+        action="migration.exclusion_rule.approved", target_id=str(rule.pk)
+    ).exists()
+    again = client.get(
+        reverse("migration:tablemapping-detail", args=[project.pk, ms.pk, tm.pk])
+    ).content.decode()
+    assert f"reviewed by {steward.get_username()}" in again
