@@ -76,6 +76,7 @@ def _project_summary(user: Any, project: MigrationProject) -> dict[str, Any]:
     from governance.signoffs import signoffs_status
     from migration.models import (
         CrosswalkRow,
+        ExclusionRule,
         FieldMapping,
         ReviewStatus,
         Run,
@@ -104,6 +105,12 @@ def _project_summary(user: Any, project: MigrationProject) -> dict[str, Any]:
         proposed=Count("pk", filter=Q(status=ReviewStatus.PROPOSED)),
         flagged=Count("pk", filter=Q(status=ReviewStatus.FLAGGED)),
     )
+    rules = ExclusionRule.objects.filter(
+        table_mapping__mapping_set__project=project
+    ).aggregate(
+        proposed=Count("pk", filter=Q(status=ReviewStatus.PROPOSED)),
+        flagged=Count("pk", filter=Q(status=ReviewStatus.FLAGGED)),
+    )
     rows = CrosswalkRow.objects.filter(crosswalk__project=project).aggregate(
         proposed=Count("pk", filter=Q(status=ReviewStatus.PROPOSED)),
         flagged=Count("pk", filter=Q(status=ReviewStatus.FLAGGED)),
@@ -114,6 +121,8 @@ def _project_summary(user: Any, project: MigrationProject) -> dict[str, Any]:
         "runs": runs,
         "proposed_mappings": work["proposed"],
         "flagged_mappings": work["flagged"],
+        "proposed_rules": rules["proposed"],
+        "flagged_rules": rules["flagged"],
         "proposed_rows": rows["proposed"],
         "flagged_rows": rows["flagged"],
         "open_misses": missqueue_open_values(project=project),

@@ -250,7 +250,13 @@ _FIELD_SYNONYMS: dict[str, tuple[str, ...]] = {
     "clinic_code": ("clinic", "clinic code", "code"),
     "clinic_name": ("clinic name", "name"),
     "local_specialty_code": ("specialty", "local specialty", "specialty code"),
-    "care_professional_code": ("care professional code", "code", "consultant code"),
+    # A reference table's own key is often just its row's "Id" (Synthea's).
+    "care_professional_code": (
+        "care professional code",
+        "code",
+        "consultant code",
+        "id",
+    ),
     "name": ("name", "full name"),
     "gmc_number": ("gmc number", "gmc", "gmc code"),
     "start_date": ("start date", "start", "from date"),

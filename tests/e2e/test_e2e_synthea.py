@@ -124,6 +124,15 @@ def test_a_synthea_extract_migrates_into_pmi_adt_and_opd(
     )
     assert appt_id.source_columns == ["Id"]
     assert [s["name"] for s in appt_id.transforms] == ["trim", "stable_number"]
+    # A reference table's key named just "Id" is found too.
+    code = FieldMapping.objects.get(
+        table_mapping__mapping_set=suggested,
+        target_field="care_professional_code",
+    )
+    assert (code.table_mapping.source_table, code.source_columns) == (
+        "providers",
+        ["Id"],
+    )
 
     # A steward builds the gender crosswalk and imports the mapping the DM
     # engineer wrote; a second steward approves both.

@@ -156,6 +156,8 @@ def test_the_dashboard_counts_each_kind_of_open_steward_work(
     assert f"{mappings} proposed mapping{'s' if mappings != 1 else ''}</a>" in html
     assert f"{proposed} proposed crosswalk rows</a> awaiting review" in html
     assert "2 open miss-queue values</a>" in html
+    # The world's one exclusion rule awaits review too.
+    assert "1 proposed exclusion rule</a> (rows a table leaves out)" in html
     crosswalks = client.get(
         reverse("migration:crosswalk-list", args=[project.pk])
     ).content.decode()
