@@ -56,6 +56,11 @@ urlpatterns = [
         name="fieldmapping-bulk",
     ),
     path(
+        "mappings/<int:set_id>/tables/<int:tm_id>/exclusions/",
+        views.exclusionrule_create,
+        name="exclusionrule-create",
+    ),
+    path(
         "exclusion-rules/<int:rule_id>/review/",
         views.exclusionrule_review,
         name="exclusionrule-review",

@@ -64,6 +64,7 @@ from migration.selectors_misses import run_crosswalk_misses
 from migration.selectors_preview import MappingPreview, mapping_preview
 from migration.selectors_rejects import rejects_for
 from migration.services.contracts import (
+    EXCLUSION_OPS,
     contract_blockers_by_kind,
     contract_publish,
     exclusion_in_words,
@@ -81,6 +82,7 @@ from migration.services.crosswalks import (
 )
 from migration.services.mappings import (
     exclusion_rule_approve,
+    exclusion_rule_create,
     exclusion_rule_flag,
     exclusion_rule_reject,
     field_mapping_approve,
@@ -879,6 +881,7 @@ def tablemapping_detail(
             "mapping_set": tm.mapping_set,
             "tm": tm,
             "exclusions": exclusions,
+            "exclusion_ops": EXCLUSION_OPS,
             "rows": rows,
             "verbs": list(REVIEW_VERBS),
             "source_columns": [str(c["name"]) for c in source.get("columns", [])],
@@ -1013,6 +1016,39 @@ def fieldmapping_review(
     except Refused as exc:
         return refused(request, exc, to)
     messages.success(request, f"{fm.target_field}: {verb} recorded")
+    return redirect(to)
+
+
+@login_required
+@require_POST
+def exclusionrule_create(
+    request: HtmxHttpRequest, project_id: int, set_id: int, tm_id: int
+) -> HttpResponse:
+    """Propose a rule leaving out the source rows whose column matches."""
+    project = page_project(request, project_id)
+    tm = _table_mapping(request, project, set_id, tm_id)
+    to = (
+        reverse("migration:tablemapping-detail", args=[project.pk, set_id, tm.pk])
+        + "#exclusions"
+    )
+    try:
+        rule = exclusion_rule_create(
+            actor=request.user,
+            table_mapping=tm,
+            column=request.POST.get("column", ""),
+            op=request.POST.get("op", ""),
+            values=request.POST.get("values", "").split(","),
+            reason=request.POST.get("reason", "").strip(),
+        )
+    except Refused as exc:
+        return refused(request, exc, to)
+    except ValidationError as exc:
+        messages.error(request, "; ".join(exc.messages))
+        return redirect(to)
+    messages.success(
+        request,
+        f"Exclusion rule {rule.rule_id} proposed: someone else approves it",
+    )
     return redirect(to)
 
 

@@ -14,6 +14,7 @@ from rest_framework import serializers
 
 from connectors.models import Connector
 from governance.models import MigrationProject
+from migration.engine.contract import EXCLUDE_OPS
 from migration.models import (
     CodeSystem,
     Contract,
@@ -330,6 +331,23 @@ class ExclusionRuleSerializer(serializers.ModelSerializer[ExclusionRule]):
             "reviewed_at",
         ]
         read_only_fields = fields
+
+
+class ExclusionRuleCreateSerializer(serializers.Serializer[Any]):
+    """Leave out the source rows whose column matches (a proposed rule)."""
+
+    table_mapping = ScopedPrimaryKeyRelatedField(
+        queryset=TableMapping.objects.all(), project_field="mapping_set__project"
+    )
+    column = serializers.CharField(max_length=120)
+    op = serializers.ChoiceField(choices=list(EXCLUDE_OPS))
+    values = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        required=False,
+        default=list,
+        max_length=500,
+    )
+    reason = serializers.CharField(max_length=80)
 
 
 class TableMappingSerializer(serializers.ModelSerializer[TableMapping]):

@@ -28,6 +28,7 @@ from migration.api.serializers import (
     CrosswalkRowSerializer,
     CrosswalkSeedSerializer,
     CrosswalkSerializer,
+    ExclusionRuleCreateSerializer,
     ExclusionRuleSerializer,
     FieldMappingCreateSerializer,
     FieldMappingDraftSerializer,
@@ -593,6 +594,12 @@ _RULE = ExclusionRuleSerializer
 @extend_schema_view(
     list=_read("Exclusion rules: source rows a table leaves out", _RULE),
     retrieve=_read("One exclusion rule", _RULE),
+    create=_write(
+        "Propose a rule leaving out the source rows whose column matches",
+        ExclusionRuleCreateSerializer,
+        _RULE,
+        201,
+    ),
     propose=_write("Submit a draft rule for review", None, _RULE),
     approve=_write("Approve (not your own work: four eyes)", ReviewSerializer, _RULE),
     flag=_write("Flag for attention", ReviewSerializer, _RULE),
@@ -612,8 +619,8 @@ class ExclusionRuleViewSet(
     ProjectScoped,
     GenericViewSet,
 ):
-    """Tables' exclusion rules and their four-eyes review (set by importing a
-    contract; the services enforce four eyes)."""
+    """Tables' exclusion rules and their four-eyes review (the services
+    enforce four eyes)."""
 
     queryset = ExclusionRule.objects.select_related(
         "table_mapping", "author", "last_changed_by", "reviewer"
@@ -632,6 +639,17 @@ class ExclusionRuleViewSet(
         "bulk_approve": "exclusion_rules_bulk_approve",
         "bulk_revert": "exclusion_rules_bulk_revert",
     }
+
+    def create(self, request: Request) -> Response:
+        """Call ``exclusion_rule_create`` (proposed; someone else approves)."""
+        body = ExclusionRuleCreateSerializer(
+            data=request.data, context={"request": request}
+        )
+        body.is_valid(raise_exception=True)
+        rule = fm_services.exclusion_rule_create(
+            actor=request.user, **body.validated_data
+        )
+        return Response(_RULE(rule).data, status=status.HTTP_201_CREATED)
 
 
 _ROW = CrosswalkRowSerializer

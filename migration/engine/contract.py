@@ -264,11 +264,18 @@ def exclude_rule_from_dict(e: Mapping[str, Any]) -> ExcludeRule:
     values = e.get("values", [])
     if not isinstance(values, list):
         raise ContractError(f"{where}: 'values' must be a list")
+    op = str(_req(e, "op", where))
+    if op not in EXCLUDE_OPS:
+        raise ContractError(f"{where}: unknown op {op}")
+    if op == "eq" and len(values) != 1:
+        raise ContractError(f"{where}: eq takes exactly one value")
+    if op in ("in", "not_in") and not values:
+        raise ContractError(f"{where}: {op} needs values")
     return ExcludeRule(
         id=rid,
         field=str(e["field"]) if "field" in e else None,
         column=str(e["column"]) if "column" in e else None,
-        op=str(_req(e, "op", where)),
+        op=op,
         values=tuple(values),
         reason=str(e.get("reason", "excluded_by_rule")),
     )
@@ -450,12 +457,6 @@ def validate_contract(
         for e in tm.exclude:
             if e.column is None and e.field not in names:
                 raise ContractError(f"exclude rule {e.id}: unknown field {e.field}")
-            if e.op not in EXCLUDE_OPS:
-                raise ContractError(f"exclude rule {e.id}: unknown op {e.op}")
-            if e.op == "eq" and len(e.values) != 1:
-                raise ContractError(f"exclude rule {e.id}: eq takes exactly one value")
-            if e.op in ("in", "not_in") and not e.values:
-                raise ContractError(f"exclude rule {e.id}: {e.op} needs values")
     contract.table_order()
     if source_tables is not None:
         _check_source(contract, source_tables)

@@ -65,7 +65,7 @@ class ContractBuildError(ValueError):
 
 
 #: How the contract's pages and Markdown say each exclusion operator.
-_EXCLUDE_OP_TEXT = {
+EXCLUSION_OPS = {
     "in": "is one of",
     "not_in": "is none of",
     "eq": "is",
@@ -585,7 +585,7 @@ def exclusion_in_words(rule: ExcludeRule) -> str:
         else f"target field {rule.field}"
     )
     values = ", ".join(_lit(v) for v in rule.values)
-    said = " ".join(x for x in (_EXCLUDE_OP_TEXT.get(rule.op, rule.op), values) if x)
+    said = " ".join(x for x in (EXCLUSION_OPS.get(rule.op, rule.op), values) if x)
     return f"rows where {tested} {said} are excluded ({rule.reason})"
 
 

@@ -16,6 +16,7 @@ shared with crosswalk rows (``migration.services.crosswalks``).
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,7 @@ from django.utils import timezone
 from governance import audit
 from governance.access import projects_for_user, user_has_project_perm
 from governance.models import MigrationProject
-from migration.engine.contract import contract_from_dict
+from migration.engine.contract import contract_from_dict, exclude_rule_from_dict
 from migration.engine.defaults import default_contract_dict
 from migration.engine.errors import ContractError
 from migration.engine.transforms import REGISTRY, check_args
@@ -842,6 +843,74 @@ def _exclusion_rule_store(
         },
     )
     return er
+
+
+_REASON = re.compile(r"^[a-z][a-z0-9_]{0,79}$")
+
+
+def exclusion_rule_create(
+    *,
+    actor: Any,
+    table_mapping: TableMapping,
+    column: str,
+    op: str,
+    values: Sequence[str] = (),
+    reason: str,
+) -> ExclusionRule:
+    """Leave out the rows of a table mapping's source whose ``column`` (as
+    read, trimmed) matches: a PROPOSED rule authored by ``actor``, which
+    someone else approves before a contract may be published.
+
+    Refused ``forbidden`` without ``edit_mapping``; ValidationError naming the
+    problem -- a column the snapshot's source table does not have, an unknown
+    operator, values the operator cannot take, a reason that is not a
+    lower-case code -- before anything is stored. The rule id is the table's
+    next ``EX-<n>``.
+    """
+    mapping_set = table_mapping.mapping_set
+    _require_edit(
+        actor=actor,
+        project=mapping_set.project_id,
+        action="migration.exclusion_rule.create_refused",
+        target=mapping_set,
+    )
+    columns = _snapshot_columns(mapping_set.source_snapshot).get(
+        table_mapping.source_table, set()
+    )
+    if column not in columns:
+        raise ValidationError(
+            f"{table_mapping.source_table} has no column {column!r} in the snapshot"
+        )
+    if not _REASON.match(reason):
+        raise ValidationError(
+            "the reason is a short lower-case code, e.g. not_an_inpatient_encounter"
+        )
+    texts = [str(v).strip() for v in values if str(v).strip()]
+    with transaction.atomic():
+        # Lock the table mapping: two stewards adding rules at once get two ids.
+        TableMapping.objects.select_for_update().filter(pk=table_mapping.pk).first()
+        taken = set(table_mapping.exclusion_rules.values_list("rule_id", flat=True))
+        n = len(taken) + 1
+        while f"EX-{n}" in taken:
+            n += 1
+        rule = {
+            "id": f"EX-{n}",
+            "column": column,
+            "op": op,
+            "values": [] if op in {"is_null", "not_null"} else texts,
+            "reason": reason,
+        }
+        try:
+            exclude_rule_from_dict(rule)
+        except ContractError as exc:
+            raise ValidationError(str(exc)) from None
+        return _exclusion_rule_store(
+            actor=actor,
+            table_mapping=table_mapping,
+            rule=rule,
+            author=actor if _is_user(actor) else None,
+            event={},
+        )
 
 
 def exclusion_rule_propose(*, actor: Any, rule: ExclusionRule) -> ExclusionRule:

@@ -54,3 +54,56 @@ def test_a_client_seeds_crosswalks_and_starts_the_default_mapping_set(
     fields = FieldMapping.objects.filter(table_mapping__mapping_set=ms)
     assert fields.count() == 47
     assert set(fields.values_list("author", flat=True)) == {dm_engineer.pk}
+
+
+def test_a_client_proposes_an_exclusion_rule_and_another_approves_it(
+    project: Any, steward: Any, steward2: Any, tmp_path: Path
+) -> None:
+    from migration.services.crosswalks import crosswalks_seed_defaults
+    from migration.services.mappings import mapping_set_import_contract
+
+    generate(patients=40, seed=3, out=str(tmp_path), fmt="sqlite")
+    source = Connector.objects.create(
+        project=project,
+        name="legacy",
+        kind="sqlite",
+        role="source",
+        config={"path": str(tmp_path / "legacy_pas.sqlite3")},
+    )
+    snapshot = snapshot_extract(actor="tests", connector=source)
+    crosswalks_seed_defaults(actor="tests", project=project)
+    ms = mapping_set_import_contract(
+        actor="tests", project=project, source_snapshot=snapshot
+    )
+    tm = ms.table_mappings.get(target_table="inpatient_spell")
+    client = APIClient()
+    client.force_login(steward)
+    bad = client.post(
+        "/api/v1/exclusion-rules/",
+        {"table_mapping": tm.pk, "column": "PAADM_Type", "op": "eq",
+         "values": ["D"], "reason": "day_case"},
+        format="json",
+    )  # fmt: skip
+    assert bad.status_code == 400, bad.content
+    assert "PA_Adm has no column 'PAADM_Type' in the snapshot" in bad.content.decode()
+    made = client.post(
+        "/api/v1/exclusion-rules/",
+        {"table_mapping": tm.pk, "column": "PAADM_AdmMethod", "op": "in",
+         "values": ["81", "82"], "reason": "transfer_not_migrated"},
+        format="json",
+    )  # fmt: skip
+    assert made.status_code == 201, made.content
+    rule = made.json()
+    assert (rule["rule_id"], rule["status"], rule["author"]) == (
+        "EX-1",
+        "proposed",
+        steward.pk,
+    )
+    own = client.post(f"/api/v1/exclusion-rules/{rule['id']}/approve/", {})
+    assert own.status_code == 409 and "four_eyes" in own.content.decode()
+    other = APIClient()
+    other.force_login(steward2)
+    ok = other.post(f"/api/v1/exclusion-rules/{rule['id']}/approve/", {})
+    assert ok.status_code == 200 and ok.json()["status"] == "approved", ok.content
+    listed = client.get(f"/api/v1/table-mappings/{tm.pk}/").json()
+    assert [r["rule_id"] for r in listed["exclusion_rules"]] == ["EX-1"]

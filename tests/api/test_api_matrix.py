@@ -182,6 +182,16 @@ POLICY: dict[tuple[str, str], Rule] = {
         body=lambda w: {"action": "approve", "ids": [w["field_mapping"].pk]},
     ),
     ("exclusion-rule-list", "GET"): Rule(LIST),
+    ("exclusion-rule-list", "POST"): Rule(
+        expect("401 201 201 400 403 201"),
+        body=lambda w: {
+            "table_mapping": w["table_mapping"].pk,
+            "column": "NHSNo",
+            "op": "eq",
+            "values": ["0000000000"],
+            "reason": "placeholder_number",
+        },
+    ),
     ("exclusion-rule-detail", "GET"): Rule(DETAIL, obj="exclusion_rule"),
     ("exclusion-rule-propose", "POST"): Rule(
         expect("401 200 200 404 403 200"), obj="exclusion_rule_draft"

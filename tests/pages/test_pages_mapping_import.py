@@ -416,7 +416,10 @@ def test_a_tables_exclusion_rules_are_shown_to_its_reviewers(
     other = client.get(
         reverse("migration:tablemapping-detail", args=[project.pk, ms.pk, spells.pk])
     ).content.decode()
-    assert 'id="exclusions"' not in other
+    assert 'Every row of <span class="pas-mono">PA_Adm</span> is meant to become' in (
+        other
+    )
+    assert "Not every row" not in other
     # The preview of a field of that table says which sampled rows a rule
     # leaves out (and the page says how many).
     import sqlite3
@@ -477,3 +480,71 @@ def test_a_tables_exclusion_rules_are_shown_to_its_reviewers(
         reverse("migration:tablemapping-detail", args=[project.pk, ms.pk, tm.pk])
     ).content.decode()
     assert f"reviewed by {steward.get_username()}" in again
+
+
+def test_a_steward_proposes_an_exclusion_rule_in_the_page_and_another_approves(
+    project: Any, snapshot: Any, steward: Any, steward2: Any
+) -> None:
+    from migration.models import ExclusionRule
+    from migration.services.contracts import contract_blockers
+
+    fm = imported_field(project, snapshot, "patient", "family_name")
+    tm, ms = fm.table_mapping, fm.table_mapping.mapping_set
+    page_url = reverse("migration:tablemapping-detail", args=[project.pk, ms.pk, tm.pk])
+    create = reverse("migration:exclusionrule-create", args=[project.pk, ms.pk, tm.pk])
+    client = Client()
+    client.force_login(steward)
+    page = client.get(page_url).content.decode()
+    assert "Leave out rows of PA_PatMas" in page
+    assert '<option value="PAPMI_DeceasedDate">' in page
+    # Bad input is named and stores nothing.
+    for bad, said in [
+        ({"column": "PAPMI_Town", "op": "eq", "values": "X", "reason": "r"},
+         "PA_PatMas has no column &#x27;PAPMI_Town&#x27; in the snapshot"),
+        ({"column": "PAPMI_Sex_DR", "op": "eq", "values": "F, M", "reason": "r"},
+         "eq takes exactly one value"),
+        ({"column": "PAPMI_Sex_DR", "op": "like", "values": "F", "reason": "r"},
+         "unknown op like"),
+        ({"column": "PAPMI_Sex_DR", "op": "in", "values": "F", "reason": "Bad Reason"},
+         "the reason is a short lower-case code"),
+    ]:  # fmt: skip
+        shown = client.post(create, bad, follow=True).content.decode()
+        assert said in shown, said
+    assert not ExclusionRule.objects.filter(table_mapping=tm).exists()
+    done = client.post(
+        create,
+        {
+            "column": "PAPMI_DeceasedDate",
+            "op": "not_null",
+            "values": "ignored for this operator",
+            "reason": "deceased_not_migrated",
+        },
+        follow=True,
+    ).content.decode()
+    assert "Exclusion rule EX-1 proposed: someone else approves it" in done
+    rule = ExclusionRule.objects.get(table_mapping=tm)
+    assert rule.engine_dict() == {
+        "id": "EX-1",
+        "column": "PAPMI_DeceasedDate",
+        "op": "not_null",
+        "values": [],
+        "reason": "deceased_not_migrated",
+    }
+    assert (rule.status, rule.author) == (ReviewStatus.PROPOSED, steward)
+    assert AuditEvent.objects.filter(
+        action="migration.exclusion_rule.created", target_id=str(rule.pk)
+    ).exists()
+    assert any("exclusion rule EX-1" in b for b in contract_blockers(mapping_set=ms))
+    # Four-eyes: no approve choice for its author; another steward approves.
+    approve = f'id="xverb-{rule.pk}-approve"'
+    assert approve not in done
+    other = Client()
+    other.force_login(steward2)
+    assert approve in other.get(page_url).content.decode()
+    other.post(
+        reverse("migration:exclusionrule-review", args=[project.pk, rule.pk]),
+        {"verb": "approve"},
+    )
+    rule.refresh_from_db()
+    assert (rule.status, rule.reviewer) == (ReviewStatus.APPROVED, steward2)
+    assert not any("exclusion rule" in b for b in contract_blockers(mapping_set=ms))
