@@ -217,6 +217,14 @@ def _run_context(request: HtmxHttpRequest, project: Any, run: Run) -> dict[str, 
         )
     )
     recon = [(t.target_table, t.rows_total or 0, t.rows_loaded) for t in tables]
+    excluded = [
+        (
+            t.target_table,
+            sorted(((t.metrics or {}).get("excluded_by_rule") or {}).items()),
+        )
+        for t in tables
+        if (t.metrics or {}).get("excluded_by_rule")
+    ]
     report = run.report or {}
     return {
         "project": project,
@@ -225,6 +233,7 @@ def _run_context(request: HtmxHttpRequest, project: Any, run: Run) -> dict[str, 
         "terminal": run.state in TERMINAL,
         "progress": _progress_rows(run),
         "ledgers": ledgers,
+        "excluded": excluded,
         "reasons": reasons.most_common(),
         "reasons_svg": svg.ranked_bars(
             list(reasons.items()), title="Rejected rows by reason", colour=svg.NHS_RED

@@ -277,3 +277,16 @@ def test_a_synthea_extract_migrates_into_pmi_adt_and_opd(
     assert {r["raw_value"] for r in excluded} == {
         e["ENCOUNTERCLASS"] for e in encounters if e["ENCOUNTERCLASS"] not in INPATIENT
     }
+    # The run's page says why the rows left out were left out.
+    from django.test import Client
+    from django.urls import reverse
+
+    client = Client()
+    client.force_login(steward)
+    page = client.get(
+        reverse("migration:run-detail", args=[project.pk, run.pk])
+    ).content.decode()
+    n_ip = len(encounters) - len(inpatient)
+    n_op = len(encounters) - len(outpatient)
+    assert f"inpatient_spell: not_an_inpatient_encounter {n_ip}" in page
+    assert f"outpatient_appointment: not_an_outpatient_encounter {n_op}" in page
