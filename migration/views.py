@@ -85,6 +85,7 @@ from migration.services.mappings import (
     exclusion_rule_create,
     exclusion_rule_flag,
     exclusion_rule_reject,
+    exclusion_rule_revert,
     field_mapping_approve,
     field_mapping_draft,
     field_mapping_flag,
@@ -1089,9 +1090,10 @@ def exclusionrule_review(
         "approve": exclusion_rule_approve,
         "flag": exclusion_rule_flag,
         "reject": exclusion_rule_reject,
+        "revert": exclusion_rule_revert,
     }.get(verb)
     if review is None:
-        messages.error(request, "Choose approve, flag or reject")
+        messages.error(request, "Choose approve, flag, reject or send back")
         return redirect(to)
     try:
         review(
@@ -1101,7 +1103,13 @@ def exclusionrule_review(
         )
     except Refused as exc:
         return refused(request, exc, to)
-    messages.success(request, f"Exclusion rule {rule.rule_id}: {verb} recorded")
+    said = {
+        "approve": "approved",
+        "flag": "flagged",
+        "reject": "rejected",
+        "revert": "sent back for review",
+    }[verb]
+    messages.success(request, f"Exclusion rule {rule.rule_id} {said}")
     return redirect(to)
 
 

@@ -943,6 +943,20 @@ exclusion_rule_flag = _rule_review("flag")
 exclusion_rule_reject = _rule_review("reject")
 
 
+def exclusion_rule_revert(
+    *, actor: Any, rule: ExclusionRule, comment: str = ""
+) -> ExclusionRule:
+    """Send a flagged, approved or rejected rule back for review (proposed)."""
+    return review_transition(
+        policy=EXCLUSION_RULE_POLICY,
+        actor=actor,
+        item=rule,
+        verb="revert",
+        comment=comment,
+        to=S.PROPOSED,
+    )
+
+
 def exclusion_rules_bulk_approve(
     *, actor: Any, ids: Iterable[Any], comment: str = ""
 ) -> list[ExclusionRule]:

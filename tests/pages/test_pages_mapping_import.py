@@ -548,3 +548,13 @@ def test_a_steward_proposes_an_exclusion_rule_in_the_page_and_another_approves(
     rule.refresh_from_db()
     assert (rule.status, rule.reviewer) == (ReviewStatus.APPROVED, steward2)
     assert not any("exclusion rule" in b for b in contract_blockers(mapping_set=ms))
+    # Its author sends it back for review: publishing waits for it again.
+    back = client.post(
+        reverse("migration:exclusionrule-review", args=[project.pk, rule.pk]),
+        {"verb": "revert", "comment": "values to check with the ward"},
+        follow=True,
+    ).content.decode()
+    assert "Exclusion rule EX-1 sent back for review" in back
+    rule.refresh_from_db()
+    assert rule.status == ReviewStatus.PROPOSED
+    assert any("exclusion rule EX-1" in b for b in contract_blockers(mapping_set=ms))
