@@ -996,8 +996,8 @@ def mapping_set_import_contract(
 ) -> MappingSet:
     """Start a mapping set from an engine contract (default: the packaged one).
 
-    Every table mapping and field mapping of the contract is created, each
-    field PROPOSED for review: authored by ``actor`` when a person imports it
+    Every table mapping, field mapping and exclusion rule of the contract is
+    created, each field and rule PROPOSED for review: authored by ``actor`` when a person imports it
     (so someone else must approve it: four-eyes), by no one when the system
     does (any steward may approve). A crosswalk step is bound to the
     project's crosswalk of the same id, which must exist (seed or create it
