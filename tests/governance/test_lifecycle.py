@@ -266,10 +266,24 @@ def test_the_demo_gives_stewards_review_work_fed_by_the_main_job(
     assert fields.count() == 47
     assert set(fields.values_list("status", flat=True)) == {ReviewStatus.PROPOSED}
     assert set(fields.values_list("author", flat=True)) == {None}  # any steward
+    # A source the product never saw, ready to map in the browser.
+    from connectors.models import Connector
+
+    synthea = Connector.objects.get(project__slug="demo", kind="csv")
+    assert "Synthea extract" in synthea.name and synthea.role == "source"
+    (snapshot,) = synthea.snapshots.all()
+    assert {t["name"] for t in snapshot.tables} == {
+        "patients",
+        "encounters",
+        "organizations",
+        "providers",
+    }
+    assert "start a mapping set from suggestions" in out.getvalue()
     again = StringIO()
     call_command("seed_demo", "--mapping-set", stdout=again)
     assert "already has a mapping set" in again.getvalue()
     assert fields.count() == 47
+    assert synthea.snapshots.count() == 1  # nothing registered or read twice
 
 
 def test_the_demo_mapping_set_names_a_source_it_cannot_read(

@@ -4,7 +4,9 @@ The demo project gets the generated legacy PAS's crosswalks, their rows
 proposed for review, so the main job's misses reach the stewards' miss queue.
 ``--mapping-set`` (after the main job has registered the source) extracts the
 source's schema and starts a mapping set from the default contract, every
-field proposed: the stewards' four-eyes review has real work to show.
+field proposed: the stewards' four-eyes review has real work to show; it
+also registers the Synthea CSV extract beside the checkout as a second source
+(schema extracted), a source the product never saw, to map in the browser.
 
 Passwords are generated on first creation and kept in ``var/demo-credentials.json``
 (mode 0600, development only) so later runs can print them again; the database
@@ -22,6 +24,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError, CommandParser
 from django.db import transaction
 
+from connectors.services import connector_create
 from governance.models import MigrationProject
 from governance.roles import Role
 from governance.services import membership_grant, project_create, role_groups_ensure
@@ -42,6 +45,9 @@ USERNAMES = {
     Role.AUDITOR: "auditor",
     Role.VIEWER: "viewer",
 }
+#: Third-party CSV extract beside the checkout (``shared/data/synthea``).
+SYNTHEA = settings.BASE_DIR.parent / "shared" / "data" / "synthea"
+SYNTHEA_NAME = "Synthea extract (third-party CSV)"
 # A second steward so four-eyes review can be shown in the demo.
 EXTRA = [("steward2", Role.DATA_STEWARD)]
 
@@ -106,6 +112,7 @@ class Command(ControlPlaneCommand):
             raise CommandError("no demo project: run seed_demo first", returncode=2)
         if MappingSet.objects.filter(project=project).exists():
             self.stdout.write("The demo project already has a mapping set.")
+            self._synthea(project)
             return
         source = project.connectors.filter(role="source").order_by("pk").first()
         if source is None:
@@ -127,4 +134,35 @@ class Command(ControlPlaneCommand):
         self.stdout.write(
             f"Mapping set {ms.name!r}: {fields} field mappings proposed for "
             "the stewards' review."
+        )
+        self._synthea(project)
+
+    def _synthea(self, project: MigrationProject) -> None:
+        """Register the third-party Synthea extract beside the checkout as a
+        second source, its schema extracted: "a source we never saw" to map
+        in the browser (suggestions start from its snapshot page)."""
+        if not SYNTHEA.is_dir():
+            self.stdout.write(f"(no Synthea extract at {SYNTHEA}: not registered)")
+            return
+        source = project.connectors.filter(name=SYNTHEA_NAME).first()
+        if source is None:
+            source = connector_create(
+                actor="seed_demo",
+                project=project,
+                name=SYNTHEA_NAME,
+                kind="csv",
+                role="source",
+                config={"path": str(SYNTHEA)},
+            )
+        if source.snapshots.exists():
+            return
+        try:
+            snapshot = snapshot_extract(actor="seed_demo", connector=source)
+        except EngineError as exc:
+            self.stdout.write(f"(the Synthea extract could not be read: {exc})")
+            return
+        self.stdout.write(
+            f"A source never seen before: {SYNTHEA_NAME!r}, schema extracted "
+            f"({len(snapshot.tables or [])} tables); start a mapping set from "
+            "suggestions on its snapshot page."
         )
