@@ -56,6 +56,11 @@ urlpatterns = [
         name="fieldmapping-bulk",
     ),
     path(
+        "mappings/<int:set_id>/tables/<int:tm_id>/fields/new/",
+        views.fieldmapping_create,
+        name="fieldmapping-create",
+    ),
+    path(
         "mappings/<int:set_id>/tables/<int:tm_id>/exclusions/",
         views.exclusionrule_create,
         name="exclusionrule-create",

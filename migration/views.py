@@ -87,6 +87,7 @@ from migration.services.mappings import (
     exclusion_rule_reject,
     exclusion_rule_revert,
     field_mapping_approve,
+    field_mapping_create,
     field_mapping_draft,
     field_mapping_flag,
     field_mapping_needs_rationale,
@@ -1027,6 +1028,37 @@ def fieldmapping_review(
         return refused(request, exc, to)
     messages.success(request, f"{fm.target_field}: {verb} recorded")
     return redirect(to)
+
+
+@login_required
+@require_POST
+def fieldmapping_create(
+    request: HtmxHttpRequest, project_id: int, set_id: int, tm_id: int
+) -> HttpResponse:
+    """Start the mapping of an unmapped field: a draft with its source columns
+    (none for a constant), whose steps are then added on its card."""
+    project = page_project(request, project_id)
+    tm = _table_mapping(request, project, set_id, tm_id)
+    field = request.POST.get("target_field", "")
+    to = reverse("migration:tablemapping-detail", args=[project.pk, set_id, tm.pk])
+    try:
+        fm = field_mapping_create(
+            actor=request.user,
+            table_mapping=tm,
+            target_field=field,
+            source_columns=request.POST.getlist("source_columns"),
+        )
+    except Refused as exc:
+        return refused(request, exc, to)
+    except ValidationError as exc:
+        messages.error(request, "; ".join(exc.messages))
+        return redirect(to + f"#unmapped-{field}")
+    messages.success(
+        request,
+        f"{fm.target_field}: a draft mapping started — add its steps (a constant "
+        "needs no source column), then propose it",
+    )
+    return redirect(to + f"#field-{fm.pk}")
 
 
 @login_required

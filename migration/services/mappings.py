@@ -41,6 +41,7 @@ from migration.models import (
     SchemaSnapshot,
     TableMapping,
 )
+from migration.services.suggestions import target_model_for
 
 __all__ = [
     "MAX_TRANSFORM_STEPS",
@@ -561,7 +562,8 @@ def field_mapping_create(
 ) -> FieldMapping:
     """Create a DRAFT field mapping authored by ``actor``.
 
-    Refused ``forbidden`` without ``edit_mapping``; ValidationError on bad input.
+    Refused ``forbidden`` without ``edit_mapping``; ValidationError on bad input
+    (a field the target table does not have, one already mapped, bad steps).
     """
     project_id = table_mapping.mapping_set.project_id
     _require_edit(
@@ -570,6 +572,21 @@ def field_mapping_create(
         action="migration.field_mapping.create_refused",
         target=table_mapping.mapping_set,
     )
+    try:
+        fields = target_model_for(table_mapping.mapping_set).table(
+            table_mapping.target_table
+        )
+    except (ContractError, KeyError) as exc:
+        raise ValidationError(f"the target table cannot be read: {exc}") from None
+    if target_field not in fields.field_names:
+        raise ValidationError(
+            f"{table_mapping.target_table} has no field {target_field!r}"
+        )
+    if table_mapping.field_mappings.filter(target_field=target_field).exists():
+        raise ValidationError(
+            f"{table_mapping.target_table}.{target_field} is already mapped: "
+            "change that mapping instead"
+        )
     steps = _validate_transforms(transforms or [])
     if crosswalk is not None and crosswalk.project_id != project_id:
         raise ValidationError("the crosswalk belongs to another project")

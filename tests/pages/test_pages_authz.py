@@ -77,6 +77,7 @@ POLICY: dict[str, tuple[str, dict[str, int]]] = {
     "migration:fieldmapping-review": ("POST", only(steward=302)),
     "migration:exclusionrule-review": ("POST", only(steward=302)),
     "migration:exclusionrule-create": ("POST", only(dm_engineer=302, steward=302)),
+    "migration:fieldmapping-create": ("POST", only(dm_engineer=302, steward=302)),
     "migration:fieldmapping-preview": ("GET", VIEW_PAGE),
     "migration:fieldmapping-rationale": ("POST", only(dm_engineer=302, steward=302)),
     "migration:fieldmapping-edit": ("POST", only(dm_engineer=302, steward=302)),
@@ -222,6 +223,7 @@ def _data(name: str, world: dict[str, Any]) -> dict[str, Any]:
         "migration:fieldmapping-bulk": {"ids": [proposed.pk]},
         "migration:fieldmapping-review": {"verb": "flag", "comment": "check dates"},
         "migration:exclusionrule-review": {"verb": "flag", "comment": "why these?"},
+        "migration:fieldmapping-create": {"target_field": "title"},
         "migration:exclusionrule-create": {
             "column": world["theirs"][0].source_columns[0],
             "op": "eq",

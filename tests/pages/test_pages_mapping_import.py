@@ -558,3 +558,62 @@ def test_a_steward_proposes_an_exclusion_rule_in_the_page_and_another_approves(
     rule.refresh_from_db()
     assert rule.status == ReviewStatus.PROPOSED
     assert any("exclusion rule EX-1" in b for b in contract_blockers(mapping_set=ms))
+
+
+def test_a_steward_maps_an_unmapped_field_in_the_page(
+    project: Any, snapshot: Any, steward: Any
+) -> None:
+    """A field no suggestion or import mapped -- here a constant, since the
+    source does not record it -- is started, given its steps and proposed,
+    all in the page."""
+    from migration.services.mappings import mapping_set_create, table_mapping_create
+
+    ms = mapping_set_create(
+        actor="tests", project=project, name="By hand", source_snapshot=snapshot
+    )
+    tm = table_mapping_create(
+        actor="tests",
+        mapping_set=ms,
+        target_table="patient",
+        source_table="PA_PatMas",
+        source_key="PAPMI_RowId",
+    )
+    client = Client()
+    client.force_login(steward)
+    page_url = reverse("migration:tablemapping-detail", args=[project.pk, ms.pk, tm.pk])
+    page = client.get(page_url).content.decode()
+    assert "Start a mapping of nhs_number_status" in page
+    create = reverse("migration:fieldmapping-create", args=[project.pk, ms.pk, tm.pk])
+    # Bad input is named and stores nothing.
+    shown = client.post(create, {"target_field": "shoe_size"}, follow=True)
+    assert "patient has no field &#x27;shoe_size&#x27;" in shown.content.decode()
+    assert not FieldMapping.objects.filter(table_mapping=tm).exists()
+    started = client.post(create, {"target_field": "nhs_number_status"}, follow=True)
+    assert "nhs_number_status: a draft mapping started" in started.content.decode()
+    fm = FieldMapping.objects.get(table_mapping=tm, target_field="nhs_number_status")
+    assert (fm.status, fm.author, fm.source_columns) == (
+        ReviewStatus.DRAFT,
+        steward,
+        [],
+    )
+    again = client.post(create, {"target_field": "nhs_number_status"}, follow=True)
+    assert "patient.nhs_number_status is already mapped" in again.content.decode()
+    # Its steps on its card: every row "03" (no NHS numbers: trace needed).
+    client.post(
+        reverse("migration:fieldmapping-edit", args=[project.pk, fm.pk]),
+        {"steps": "0", "step-new-name": "constant", "step-new-arg-value": "03"},
+        follow=True,
+    )
+    fm.refresh_from_db()
+    assert fm.transforms == [{"name": "constant", "args": {"value": "03"}}]
+    with_source = client.post(
+        create,
+        {"target_field": "family_name", "source_columns": ["PAPMI_Surname"]},
+        follow=True,
+    )
+    assert with_source.status_code == 200
+    surname = FieldMapping.objects.get(table_mapping=tm, target_field="family_name")
+    assert surname.source_columns == ["PAPMI_Surname"]
+    assert AuditEvent.objects.filter(
+        action="migration.field_mapping.created", target_id=str(surname.pk)
+    ).exists()
