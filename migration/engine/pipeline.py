@@ -505,6 +505,7 @@ def process_chunk(
 
     bad_rows = failed | excluded
     n_bad = int(bad_rows.sum())
+    nothing = np.full(n, None, dtype=object)
     rej_cols: dict[str, np.ndarray] = {
         "run_id": np.full(n_bad, run_id, dtype=object),
         "target_table": np.full(n_bad, plan.target.name, dtype=object),
@@ -514,8 +515,9 @@ def process_chunk(
         "raw_value": np.where(excluded, excl_raw, raw)[bad_rows],
         "rule_id": np.where(excluded, excl_rule, rule)[bad_rows],
         "reason": np.where(excluded, excl_reason, reason)[bad_rows],
-        "crosswalk_id": xw_id[bad_rows],
-        "crosswalk_version": xw_ver[bad_rows],
+        # An excluded row's record names its rule, not a check it also failed.
+        "crosswalk_id": np.where(excluded, nothing, xw_id)[bad_rows],
+        "crosswalk_version": np.where(excluded, nothing, xw_ver)[bad_rows],
         "action": np.where(excluded, "exclude", "reject")[bad_rows].astype(object),
         "stage": np.full(n_bad, "row", dtype=object),
     }

@@ -228,7 +228,7 @@ def test_exclusion_on_a_source_column_the_contract_maps_nowhere(
         patients=[
             patient(1),
             patient(2),
-            patient(3, DeceasedDate="2019-02-30"),  # excluded before rejected
+            patient(3, DeceasedDate="2019-02-30", Sex_DR="Q"),  # excluded, not rejected
             patient(4),
             patient(5),
         ],
@@ -256,6 +256,7 @@ def test_exclusion_on_a_source_column_the_contract_maps_nowhere(
     for key, raw in [("2", "TEST"), ("3", " TEST ")]:
         assert recs[key]["action"] == "exclude"
         assert recs[key]["rule_id"] == "EX-TEST"
+        assert recs[key]["crosswalk_id"] is None  # "Q" missed the crosswalk too
         assert (recs[key]["column_name"], recs[key]["raw_value"]) == (
             "PAPMI_Status",
             raw,
