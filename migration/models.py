@@ -12,6 +12,8 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 
+from migration.engine.contract import ExcludeRule
+
 
 class ReviewStatus(models.TextChoices):
     DRAFT = "draft", "Draft"
@@ -334,15 +336,20 @@ class ExclusionRule(Reviewable):
     def __str__(self) -> str:
         return f"{self.table_mapping.target_table}: {self.rule_id}"
 
+    def engine_rule(self) -> ExcludeRule:
+        """Return the rule as the engine's contract holds it."""
+        return ExcludeRule(
+            id=self.rule_id,
+            field=self.field or None,
+            column=self.column or None,
+            op=self.op,
+            values=tuple(self.values),
+            reason=self.reason,
+        )
+
     def engine_dict(self) -> dict[str, Any]:
         """Return the rule in the engine contract's JSON form."""
-        out: dict[str, Any] = {"id": self.rule_id}
-        if self.column:
-            out["column"] = self.column
-        else:
-            out["field"] = self.field
-        out.update(op=self.op, values=list(self.values), reason=self.reason)
-        return out
+        return self.engine_rule().as_dict()
 
 
 class FieldMapping(Reviewable):

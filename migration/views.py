@@ -29,8 +29,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from connectors.models import Connector, ConnectorRole
 from governance.access import access_object
 from governance.audit import Refused
-from migration.engine.contract import exclude_rule_from_dict
-from migration.engine.errors import ContractError, EngineError
+from migration.engine.errors import EngineError
 from migration.models import (
     CodeSystem,
     Concept,
@@ -117,7 +116,13 @@ from migration.steps import (
 )
 from pasportal import svg
 from pasportal.htmx import HtmxHttpRequest
-from pasportal.views import page_project, patient_data, project_perms, refused
+from pasportal.views import (
+    page_call,
+    page_project,
+    patient_data,
+    project_perms,
+    refused,
+)
 
 REJECTS_PAGE = 50
 
@@ -602,15 +607,15 @@ def mappingset_import(
     project = page_project(request, project_id)
     snapshot = _snapshot(request, project, snapshot_id)
     back = reverse("migration:snapshot-detail", args=[project.pk, snapshot.pk])
-    try:
-        ms = mapping_set_import_contract(
+    ms, failed = page_call(
+        request,
+        back,
+        lambda: mapping_set_import_contract(
             actor=request.user, project=project, source_snapshot=snapshot
-        )
-    except Refused as exc:
-        return refused(request, exc, back)
-    except ValidationError as exc:
-        messages.error(request, "; ".join(exc.messages))
-        return redirect(back)
+        ),
+    )
+    if failed is not None:
+        return failed
     messages.success(
         request,
         f"Mapping set {ms.name!r} started from the default contract: every field "
@@ -872,14 +877,10 @@ def tablemapping_detail(
     )
     exclusions = []
     for rule in tm.exclusion_rules.select_related("author", "reviewer"):
-        try:
-            words = exclusion_in_words(exclude_rule_from_dict(rule.engine_dict()))
-        except ContractError as exc:  # stored by an import that checked it
-            words = f"a rule the engine cannot read: {exc}"
         exclusions.append(
             {
                 "rule": rule,
-                "words": words,
+                "words": exclusion_in_words(rule.engine_rule()),
                 "own": request.user.pk in (rule.author_id, rule.last_changed_by_id),
             }
         )
@@ -925,20 +926,21 @@ def fieldmapping_edit(
     except ValidationError as exc:
         messages.error(request, f"{fm.target_field}: " + "; ".join(exc.messages))
         return redirect(to)
-    try:
-        field_mapping_update(
+    _, failed = page_call(
+        request,
+        to,
+        lambda: field_mapping_update(
             actor=request.user,
             mapping=fm,
             source_columns=request.POST.getlist("source_columns"),
             transforms=steps,
             crosswalk=crosswalk,
             crosswalk_strict=request.POST.get("crosswalk_strict") == "on",
-        )
-    except Refused as exc:
-        return refused(request, exc, to)
-    except ValidationError as exc:
-        messages.error(request, f"{fm.target_field}: " + "; ".join(exc.messages))
-        return redirect(to)
+        ),
+        label=f"{fm.target_field}: ",
+    )
+    if failed is not None:
+        return failed
     messages.success(
         request,
         f"{fm.target_field}: mapping changed; another steward must approve it "
@@ -1041,18 +1043,18 @@ def fieldmapping_create(
     tm = _table_mapping(request, project, set_id, tm_id)
     field = request.POST.get("target_field", "")
     to = reverse("migration:tablemapping-detail", args=[project.pk, set_id, tm.pk])
-    try:
-        fm = field_mapping_create(
+    fm, failed = page_call(
+        request,
+        to + f"#unmapped-{field}",
+        lambda: field_mapping_create(
             actor=request.user,
             table_mapping=tm,
             target_field=field,
             source_columns=request.POST.getlist("source_columns"),
-        )
-    except Refused as exc:
-        return refused(request, exc, to)
-    except ValidationError as exc:
-        messages.error(request, "; ".join(exc.messages))
-        return redirect(to + f"#unmapped-{field}")
+        ),
+    )
+    if failed is not None:
+        return failed
     messages.success(
         request,
         f"{fm.target_field}: a draft mapping started — add its steps (a constant "
@@ -1073,20 +1075,20 @@ def exclusionrule_create(
         reverse("migration:tablemapping-detail", args=[project.pk, set_id, tm.pk])
         + "#exclusions"
     )
-    try:
-        rule = exclusion_rule_create(
+    rule, failed = page_call(
+        request,
+        to,
+        lambda: exclusion_rule_create(
             actor=request.user,
             table_mapping=tm,
             column=request.POST.get("column", ""),
             op=request.POST.get("op", ""),
             values=request.POST.get("values", "").split(","),
             reason=request.POST.get("reason", "").strip(),
-        )
-    except Refused as exc:
-        return refused(request, exc, to)
-    except ValidationError as exc:
-        messages.error(request, "; ".join(exc.messages))
-        return redirect(to)
+        ),
+    )
+    if failed is not None:
+        return failed
     messages.success(
         request,
         f"Exclusion rule {rule.rule_id} proposed: someone else approves it",
@@ -1172,13 +1174,9 @@ def _save_rationale(
     if not text:
         messages.error(request, f"{label}: write the rationale first")
         return redirect(to)
-    try:
-        save(text)
-    except Refused as exc:
-        return refused(request, exc, to)
-    except ValidationError as exc:
-        messages.error(request, "; ".join(exc.messages))
-        return redirect(to)
+    _, failed = page_call(request, to, lambda: save(text))
+    if failed is not None:
+        return failed
     messages.success(
         request,
         f"{label}: rationale saved; another steward must approve it "
@@ -1200,15 +1198,15 @@ def fieldmapping_bulk(
     if not ids:
         messages.error(request, "Select at least one mapping first")
         return redirect(to)
-    try:
-        done = field_mappings_bulk_approve(
+    done, failed = page_call(
+        request,
+        to,
+        lambda: field_mappings_bulk_approve(
             actor=request.user, ids=ids, comment=request.POST.get("comment", "")
-        )
-    except Refused as exc:
-        return refused(request, exc, to)
-    except ValidationError as exc:
-        messages.error(request, "; ".join(exc.messages))
-        return redirect(to)
+        ),
+    )
+    if failed is not None:
+        return failed
     messages.success(
         request, f"{len(done)} mapping{'s' if len(done) != 1 else ''} approved"
     )

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -52,6 +52,21 @@ def refused(request: HttpRequest, exc: Refused, to: str) -> HttpResponse:
         raise PermissionDenied(str(exc))
     messages.error(request, str(exc))
     return redirect(to)
+
+
+def page_call(
+    request: HttpRequest, to: str, call: Callable[[], Any], *, label: str = ""
+) -> tuple[Any, HttpResponse | None]:
+    """Run a page's service call: ``(result, None)``, or ``(None, answer)``
+    when it was refused (``refused``) or given bad input (the problems said
+    on the page ``to``, after ``label``)."""
+    try:
+        return call(), None
+    except Refused as exc:
+        return None, refused(request, exc, to)
+    except ValidationError as exc:
+        messages.error(request, label + "; ".join(exc.messages))
+        return None, redirect(to)
 
 
 def patient_data(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

@@ -19,6 +19,7 @@ import copy
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -28,7 +29,11 @@ from django.utils import timezone
 from governance import audit
 from governance.access import projects_for_user, user_has_project_perm
 from governance.models import MigrationProject
-from migration.engine.contract import contract_from_dict, exclude_rule_from_dict
+from migration.engine.contract import (
+    ExcludeRule,
+    contract_from_dict,
+    exclude_rule_from_dict,
+)
 from migration.engine.defaults import default_contract_dict
 from migration.engine.errors import ContractError
 from migration.engine.transforms import REGISTRY, check_args
@@ -830,19 +835,19 @@ def _exclusion_rule_store(
     *,
     actor: Any,
     table_mapping: TableMapping,
-    rule: Mapping[str, Any],
+    rule: ExcludeRule,
     author: Any,
     event: Mapping[str, Any],
 ) -> ExclusionRule:
     """Create a PROPOSED exclusion rule and its audit event (checks done)."""
     er = ExclusionRule.objects.create(
         table_mapping=table_mapping,
-        rule_id=str(rule["id"]),
-        column=str(rule.get("column") or ""),
-        field=str(rule.get("field") or ""),
-        op=str(rule["op"]),
-        values=list(rule.get("values") or []),
-        reason=str(rule.get("reason") or "excluded_by_rule"),
+        rule_id=rule.id,
+        column=rule.column or "",
+        field=rule.field or "",
+        op=rule.op,
+        values=list(rule.values),
+        reason=rule.reason,
         status=S.PROPOSED,
         author=author,
         last_changed_by=author,
@@ -854,7 +859,7 @@ def _exclusion_rule_store(
         project=table_mapping.mapping_set.project_id,
         data={
             "table_mapping": table_mapping.pk,
-            "rule": er.engine_dict(),
+            "rule": rule.as_dict(),
             "to": S.PROPOSED,
             **event,
         },
@@ -910,15 +915,16 @@ def exclusion_rule_create(
         n = len(taken) + 1
         while f"EX-{n}" in taken:
             n += 1
-        rule = {
-            "id": f"EX-{n}",
-            "column": column,
-            "op": op,
-            "values": [] if op in {"is_null", "not_null"} else texts,
-            "reason": reason,
-        }
         try:
-            exclude_rule_from_dict(rule)
+            rule = exclude_rule_from_dict(
+                {
+                    "id": f"EX-{n}",
+                    "column": column,
+                    "op": op,
+                    "values": [] if op in {"is_null", "not_null"} else texts,
+                    "reason": reason,
+                }
+            )
         except ContractError as exc:
             raise ValidationError(str(exc)) from None
         return _exclusion_rule_store(
@@ -974,26 +980,14 @@ def exclusion_rule_revert(
     )
 
 
-def exclusion_rules_bulk_approve(
-    *, actor: Any, ids: Iterable[Any], comment: str = ""
-) -> list[ExclusionRule]:
-    """Approve exactly the rules ``ids`` (all or nothing); Refused otherwise."""
-    return review_bulk(
-        policy=EXCLUSION_RULE_POLICY,
-        actor=actor,
-        ids=ids,
-        verb="approve",
-        comment=comment,
-    )
-
-
-def exclusion_rules_bulk_revert(
-    *, actor: Any, ids: Iterable[Any], to: str = S.PROPOSED
-) -> list[ExclusionRule]:
-    """Revert exactly the rules ``ids`` to draft/proposed (all or nothing)."""
-    return review_bulk(
-        policy=EXCLUSION_RULE_POLICY, actor=actor, ids=ids, verb="revert", to=to
-    )
+# Exactly the rules ``ids``, all or nothing (``actor=``, ``ids=``, then
+# ``comment=`` / ``to=``): Refused, audited, with nothing changed otherwise.
+exclusion_rules_bulk_approve = partial(
+    review_bulk, policy=EXCLUSION_RULE_POLICY, verb="approve"
+)
+exclusion_rules_bulk_revert = partial(
+    review_bulk, policy=EXCLUSION_RULE_POLICY, verb="revert", to=S.PROPOSED
+)
 
 
 def _snapshot_columns(snapshot: SchemaSnapshot) -> dict[str, set[str]]:
@@ -1099,7 +1093,7 @@ def mapping_set_import_contract(
                 _exclusion_rule_store(
                     actor=actor,
                     table_mapping=tm,
-                    rule=rule.as_dict(),
+                    rule=rule,
                     author=author,
                     event={"from_contract": source},
                 )

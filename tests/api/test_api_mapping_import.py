@@ -16,9 +16,8 @@ from migration.services.snapshots import snapshot_extract
 pytestmark = pytest.mark.django_db
 
 
-def test_a_client_seeds_crosswalks_and_starts_the_default_mapping_set(
-    project: Any, dm_engineer: Any, tmp_path: Path
-) -> None:
+def _legacy_snapshot(project: Any, tmp_path: Path) -> Any:
+    """Return the schema snapshot of a small generated legacy PAS source."""
     generate(patients=40, seed=3, out=str(tmp_path), fmt="sqlite")
     source = Connector.objects.create(
         project=project,
@@ -27,7 +26,13 @@ def test_a_client_seeds_crosswalks_and_starts_the_default_mapping_set(
         role="source",
         config={"path": str(tmp_path / "legacy_pas.sqlite3")},
     )
-    snapshot = snapshot_extract(actor="tests", connector=source)
+    return snapshot_extract(actor="tests", connector=source)
+
+
+def test_a_client_seeds_crosswalks_and_starts_the_default_mapping_set(
+    project: Any, dm_engineer: Any, tmp_path: Path
+) -> None:
+    snapshot = _legacy_snapshot(project, tmp_path)
     client = APIClient()
     client.force_login(dm_engineer)
     early = client.post(
@@ -62,15 +67,7 @@ def test_a_client_proposes_an_exclusion_rule_and_another_approves_it(
     from migration.services.crosswalks import crosswalks_seed_defaults
     from migration.services.mappings import mapping_set_import_contract
 
-    generate(patients=40, seed=3, out=str(tmp_path), fmt="sqlite")
-    source = Connector.objects.create(
-        project=project,
-        name="legacy",
-        kind="sqlite",
-        role="source",
-        config={"path": str(tmp_path / "legacy_pas.sqlite3")},
-    )
-    snapshot = snapshot_extract(actor="tests", connector=source)
+    snapshot = _legacy_snapshot(project, tmp_path)
     crosswalks_seed_defaults(actor="tests", project=project)
     ms = mapping_set_import_contract(
         actor="tests", project=project, source_snapshot=snapshot

@@ -26,6 +26,26 @@ def _parse(kind: str, fmt: str) -> dict[str, Any]:
     return {"name": kind, "args": {"format": fmt}}
 
 
+def _table(target: str, source: str, *fields: Any, **extra: Any) -> dict[str, Any]:
+    return {
+        "target": target,
+        "source": source,
+        "key": "Id",
+        "fields": list(fields),
+        **extra,
+    }
+
+
+def _encounters(
+    target: str, rule: str, classes: list[str], *fields: Any
+) -> dict[str, Any]:
+    """``target`` fed by the encounters of ``classes`` only (a rule on a column)."""
+    kind = "inpatient" if target == "inpatient_spell" else "outpatient"
+    exclude = {"id": rule, "column": "ENCOUNTERCLASS", "op": "not_in",
+               "values": classes, "reason": f"not_an_{kind}_encounter"}  # fmt: skip
+    return _table(target, "encounters", *fields, exclude=[exclude])
+
+
 def synthea_contract(tables: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Return the mapping a DM engineer writes for the extract (engine JSON).
 
@@ -58,101 +78,70 @@ def synthea_contract(tables: tuple[str, ...] | None = None) -> dict[str, Any]:
             }
         ],
         "tables": [
-            {
-                "target": "care_professional",
-                "source": "providers",
-                "key": "Id",
-                "fields": [
-                    _f("care_professional_code", "Id", *key),
-                    _f("name", "NAME", "trim", "null_if_empty"),
-                ],
-            },
-            {
-                "target": "clinic",
-                "source": "organizations",
-                "key": "Id",
-                "fields": [
-                    _f("clinic_code", "Id", *key),
-                    _f("clinic_name", "NAME", "trim", "null_if_empty"),
-                ],
-            },
-            {
-                "target": "patient",
-                "source": "patients",
-                "key": "Id",
-                "fields": [
-                    _f("pas_number", "Id", *key),
-                    # No NHS numbers in the extract: every patient needs a trace.
-                    _f("nhs_number_status", None, _const("03")),
-                    _f("family_name", "LAST", "trim", "null_if_empty"),
-                    _f("given_name", "FIRST", "trim", "null_if_empty"),
-                    _f("date_of_birth", "BIRTHDATE", _parse("date_parse", "%Y-%m-%d")),
-                    _f(
-                        "date_of_death",
-                        "DEATHDATE",
-                        "null_if_empty",
-                        _parse("date_parse", "%Y-%m-%d"),
-                    ),
-                    _f(
-                        "gender",
-                        "GENDER",
-                        *key,
-                        {
-                            "name": "crosswalk",
-                            "args": {"id": "synthea.GENDER", "mode": "strict"},
-                        },
-                    ),
-                    _f("address_line_1", "ADDRESS", "trim", "null_if_empty"),
-                    _f("city", "CITY", "trim", "null_if_empty"),
-                    # ZIP is a US zip code, not a postcode: left unmapped.
-                ],
-            },
-            {
-                "target": "inpatient_spell",
-                "source": "encounters",
-                "key": "Id",
-                "exclude": [
+            _table(
+                "care_professional",
+                "providers",
+                _f("care_professional_code", "Id", *key),
+                _f("name", "NAME", "trim", "null_if_empty"),
+            ),
+            _table(
+                "clinic",
+                "organizations",
+                _f("clinic_code", "Id", *key),
+                _f("clinic_name", "NAME", "trim", "null_if_empty"),
+            ),
+            _table(
+                "patient",
+                "patients",
+                _f("pas_number", "Id", *key),
+                # No NHS numbers in the extract: every patient needs a trace.
+                _f("nhs_number_status", None, _const("03")),
+                _f("family_name", "LAST", "trim", "null_if_empty"),
+                _f("given_name", "FIRST", "trim", "null_if_empty"),
+                _f("date_of_birth", "BIRTHDATE", _parse("date_parse", "%Y-%m-%d")),
+                _f(
+                    "date_of_death",
+                    "DEATHDATE",
+                    "null_if_empty",
+                    _parse("date_parse", "%Y-%m-%d"),
+                ),
+                _f(
+                    "gender",
+                    "GENDER",
+                    *key,
                     {
-                        "id": "SYN-IP",
-                        "column": "ENCOUNTERCLASS",
-                        "op": "not_in",
-                        "values": INPATIENT,
-                        "reason": "not_an_inpatient_encounter",
-                    }
-                ],
-                "fields": [
-                    _f("spell_number", "Id", *key),
-                    _f("patient_pas_number", "PATIENT", *key),
-                    _f("admission_date", "START", _parse("date_parse", ISO_Z)),
-                    # Not recorded by the extract: "99 Not known", as agreed.
-                    _f("admission_method", None, _const("99")),
-                    _f("admission_source", None, _const("99")),
-                    _f("discharge_date", "STOP", _parse("date_parse", ISO_Z)),
-                    _f("consultant_code", "PROVIDER", *key),
-                ],
-            },
-            {
-                "target": "outpatient_appointment",
-                "source": "encounters",
-                "key": "Id",
-                "exclude": [
-                    {
-                        "id": "SYN-OP",
-                        "column": "ENCOUNTERCLASS",
-                        "op": "not_in",
-                        "values": OUTPATIENT,
-                        "reason": "not_an_outpatient_encounter",
-                    }
-                ],
-                "fields": [
-                    _f("appointment_id", "Id", "trim", "stable_number"),
-                    _f("patient_pas_number", "PATIENT", *key),
-                    _f("clinic_code", "ORGANIZATION", *key),
-                    _f("appointment_at", "START", _parse("datetime_parse", ISO_Z)),
-                    # An encounter on record took place.
-                    _f("attendance", None, _const("5")),
-                ],
-            },
+                        "name": "crosswalk",
+                        "args": {"id": "synthea.GENDER", "mode": "strict"},
+                    },
+                ),
+                _f("address_line_1", "ADDRESS", "trim", "null_if_empty"),
+                _f("city", "CITY", "trim", "null_if_empty"),
+                # ZIP is a US zip code, not a postcode: left unmapped.
+            ),
+            _encounters(
+                "inpatient_spell",
+                "SYN-IP",
+                INPATIENT,
+                _f("spell_number", "Id", *key),
+                _f("patient_pas_number", "PATIENT", *key),
+                _f("admission_date", "START", _parse("date_parse", ISO_Z)),
+                # Not recorded by the extract: "99 Not known", as agreed.
+                _f("admission_method", None, _const("99")),
+                _f("admission_source", None, _const("99")),
+                _f("discharge_date", "STOP", _parse("date_parse", ISO_Z)),
+                _f("consultant_code", "PROVIDER", *key),
+            ),
+            _encounters(
+                "outpatient_appointment",
+                "SYN-OP",
+                OUTPATIENT,
+                _f("appointment_id", "Id", "trim", "stable_number"),
+                _f("patient_pas_number", "PATIENT", *key),
+                _f("clinic_code", "ORGANIZATION", *key),
+                _f("appointment_at", "START", _parse("datetime_parse", ISO_Z)),
+                # An encounter on record took place.
+                _f("attendance", None, _const("5")),
+            ),
         ],
     }
     if tables is not None:
