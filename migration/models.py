@@ -295,6 +295,8 @@ class TableMapping(models.Model):
     source_table = models.CharField(max_length=120)
     source_key = models.CharField(max_length=120)
     joins = models.JSONField(default=list, blank=True)
+    # Read by nothing since exclusion rules became ExclusionRule rows
+    # (migration 0005 moved them out); kept so no stored key is lost.
     filter = models.JSONField(default=dict, blank=True)
 
     class Meta:

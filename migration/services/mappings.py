@@ -530,7 +530,6 @@ def _table_mapping_store(
     target_table: str,
     source_table: str,
     source_key: str,
-    filter: dict[str, Any] | None = None,
 ) -> TableMapping:
     """Create a table mapping and its audit event (permission already checked)."""
     with transaction.atomic():
@@ -539,7 +538,6 @@ def _table_mapping_store(
             target_table=target_table,
             source_table=source_table,
             source_key=source_key,
-            filter=filter or {},
         )
         audit.record(
             actor=actor,
